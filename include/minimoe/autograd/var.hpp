@@ -1,0 +1,247 @@
+// minimoe/autograd/var.hpp: the reverse-mode autograd engine (define-by-run).
+//
+// A Var is a cheap handle (one shared_ptr) to a Node holding a value, its gradient, the Vars it
+// was computed from and a backward closure. Each op builds its output and its backward closure
+// in one function (see ops/); the closure receives the node's inputs and the output gradient as
+// arguments and never captures its own node, so the graph has no shared_ptr cycles.
+//
+//   Var<double> x(Tensor<double>({2}, {1.0, 2.0}), /*requires_grad=*/true);
+//   Var<double> y = sum(x * x);
+//   y.backward();                    // x.grad() == [2, 4]
+//
+// backward() sorts the graph topologically without recursion, runs each closure once, and then
+// frees the graph (inputs and closures) unless retain_graph is set. Leaf gradients accumulate
+// across backward calls until zero_grad(); gradients of intermediate nodes are released as soon
+// as they have been propagated. Inside a NoGradGuard scope ops record nothing.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "minimoe/error.hpp"
+#include "minimoe/tensor/tensor.hpp"
+
+namespace minimoe {
+
+template <typename T>
+struct Node;
+
+namespace detail {
+inline bool& grad_mode() {
+  thread_local bool enabled = true;
+  return enabled;
+}
+}  // namespace detail
+
+// Whether ops on this thread currently record the graph.
+inline bool grad_enabled() { return detail::grad_mode(); }
+
+// Disables graph recording on this thread for its lifetime (evaluation, optimizer updates).
+class NoGradGuard {
+ public:
+  NoGradGuard() : previous_(detail::grad_mode()) { detail::grad_mode() = false; }
+  ~NoGradGuard() { detail::grad_mode() = previous_; }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+template <typename T>
+class Var {
+ public:
+  using Scalar = T;
+
+  // An undefined Var (no node).
+  Var() = default;
+
+  // A leaf holding `value`.
+  explicit Var(Tensor<T> value, bool requires_grad = false) : node_(std::make_shared<Node<T>>()) {
+    check<ValueError>(value.defined(), "Var: value is an undefined tensor");
+    node_->value = std::move(value);
+    node_->requires_grad = requires_grad;
+  }
+
+  bool defined() const { return node_ != nullptr; }
+  const Tensor<T>& value() const { return get().value; }
+  // Mutable access for in-place updates of leaves (optimizers, initialisation).
+  Tensor<T>& value() { return get().value; }
+  // The accumulated gradient; undefined until a backward pass reaches this Var.
+  const Tensor<T>& grad() const { return get().grad; }
+  bool has_grad() const { return get().grad.defined(); }
+
+  const Shape& shape() const { return value().shape(); }
+  int64_t dim() const { return value().dim(); }
+  int64_t size(int64_t axis) const { return value().size(axis); }
+  int64_t numel() const { return value().numel(); }
+  T item() const { return value().item(); }
+
+  bool requires_grad() const { return get().requires_grad; }
+  bool is_leaf() const { return get().is_leaf; }
+  // The name of the op that produced this Var ("leaf" for leaves).
+  const char* op() const { return get().op; }
+
+  Var& set_requires_grad(bool requires) {
+    check<ValueError>(is_leaf(), "set_requires_grad: only leaves can change requires_grad, not "
+                                 "the output of {}",
+                      op());
+    get().requires_grad = requires;
+    return *this;
+  }
+
+  // A leaf sharing this Var's value, cut off from the graph.
+  Var detach() const { return Var(value(), false); }
+
+  // Forgets the accumulated gradient (it reads as zero until the next backward).
+  void zero_grad() { get().grad = Tensor<T>(); }
+
+  // Adds g (same shape) into the gradient. A g that nobody else holds is adopted without a
+  // copy; pass temporaries with std::move to benefit.
+  void add_grad(Tensor<T> g) const {
+    Node<T>& n = get();
+    if (!n.requires_grad) return;
+    check<ShapeError>(g.shape() == n.value.shape(),
+                      "add_grad: gradient of shape {} for a value of shape {} (op {})", g.shape(),
+                      n.value.shape(), n.op);
+    if (!n.grad.defined()) {
+      n.grad = (g.is_contiguous() && g.storage_use_count() == 1) ? std::move(g) : g.clone();
+    } else {
+      n.grad.array() += g.contiguous().array();
+    }
+  }
+
+  // Backpropagates from a one-element Var (seed 1).
+  void backward(bool retain_graph = false) {
+    check<ShapeError>(numel() == 1,
+                      "backward: output of shape {} is not a scalar; pass a seed gradient", shape());
+    backward(Tensor<T>(shape(), T(1)), retain_graph);
+  }
+
+  // Backpropagates `seed` (the gradient of some scalar with respect to this Var).
+  void backward(const Tensor<T>& seed, bool retain_graph = false) {
+    check<ValueError>(requires_grad(), "backward: output of {} does not require grad", op());
+    check<ShapeError>(seed.shape() == shape(), "backward: seed of shape {} for output of shape {}",
+                      seed.shape(), shape());
+    const std::vector<Node<T>*> order = topological_order();
+    for (Node<T>* n : order) {
+      check<ValueError>(n->is_leaf || n->backward,
+                        "backward: the graph through {} was already freed; pass "
+                        "retain_graph=true to the first backward",
+                        n->op);
+    }
+    add_grad(seed.clone());
+    // Inputs unlinked from the graph are kept alive here until the walk is over: `order`
+    // holds raw pointers to them.
+    std::vector<Var<T>> released;
+    // order lists inputs before outputs; walk it from the output back to the leaves.
+    for (auto it = order.rbegin(); it != order.rend(); ++it) {
+      Node<T>& n = **it;
+      if (n.is_leaf) continue;
+      if (n.grad.defined()) n.backward(n.inputs, n.grad);
+      n.grad = Tensor<T>();  // intermediate gradients are not kept
+      if (!retain_graph) {
+        n.backward = nullptr;
+        for (auto& input : n.inputs) released.push_back(std::move(input));
+        n.inputs.clear();
+      }
+    }
+  }
+
+  Node<T>* node() const { return node_.get(); }
+  // Handles sharing the node (the graph's own references included).
+  long use_count() const { return node_.use_count(); }
+
+  // Used by make_op to wire an output into the graph.
+  static Var from_node(std::shared_ptr<Node<T>> node) {
+    Var v;
+    v.node_ = std::move(node);
+    return v;
+  }
+
+ private:
+  Node<T>& get() const {
+    check<ValueError>(node_ != nullptr, "Var: use of an undefined Var");
+    return *node_;
+  }
+
+  // Nodes reachable from this one, every node after all of its inputs. Iterative DFS with a
+  // visited set: shared subgraphs are visited once, and deep graphs cannot overflow the stack.
+  std::vector<Node<T>*> topological_order() const {
+    std::vector<Node<T>*> order;
+    std::unordered_set<Node<T>*> visited;
+    std::vector<std::pair<Node<T>*, size_t>> stack{{node_.get(), 0}};
+    visited.insert(node_.get());
+    while (!stack.empty()) {
+      auto& [n, next_input] = stack.back();
+      if (next_input < n->inputs.size()) {
+        Node<T>* child = n->inputs[next_input++].node();
+        if (child->requires_grad && visited.insert(child).second) stack.push_back({child, 0});
+      } else {
+        order.push_back(n);
+        stack.pop_back();
+      }
+    }
+    return order;
+  }
+
+  std::shared_ptr<Node<T>> node_;
+};
+
+template <typename T>
+struct Node {
+  using BackwardFn =
+      std::function<void(const std::vector<Var<T>>& inputs, const Tensor<T>& grad_output)>;
+
+  Tensor<T> value;
+  Tensor<T> grad;
+  bool requires_grad = false;
+  bool is_leaf = true;
+  const char* op = "leaf";
+  std::vector<Var<T>> inputs;
+  BackwardFn backward;
+
+  Node() = default;
+  Node(const Node&) = delete;
+  Node& operator=(const Node&) = delete;
+
+  // Releases the chain of inputs iteratively: a long graph that is dropped without a backward
+  // pass would otherwise be destroyed by recursion as deep as the graph.
+  ~Node() {
+    std::vector<Var<T>> pending = std::move(inputs);
+    while (!pending.empty()) {
+      Var<T> v = std::move(pending.back());
+      pending.pop_back();
+      Node* n = v.node();
+      if (n != nullptr && !n->inputs.empty() && v.use_count() == 1) {
+        for (auto& input : n->inputs) pending.push_back(std::move(input));
+        n->inputs.clear();
+      }
+    }
+  }
+};
+
+// Records an op: wraps `value` in a Var and, when grad mode is on and some input requires grad,
+// links it to `inputs` with `backward`, which must add the gradient of each input that
+// requires grad (Var::add_grad) given the output gradient.
+template <typename T>
+Var<T> make_op(const char* op, Tensor<T> value, std::vector<Var<T>> inputs,
+               typename Node<T>::BackwardFn backward) {
+  Var<T> out(std::move(value));
+  if (!grad_enabled()) return out;
+  bool any = false;
+  for (const auto& input : inputs) any = any || input.requires_grad();
+  if (!any) return out;
+  Node<T>& n = *out.node();
+  n.requires_grad = true;
+  n.is_leaf = false;
+  n.op = op;
+  n.inputs = std::move(inputs);
+  n.backward = std::move(backward);
+  return out;
+}
+
+}  // namespace minimoe
