@@ -6,8 +6,8 @@ using namespace minimoe;
 
 TEST_CASE("backward through a shared subgraph visits it once") {
   Var<double> x(Tensor<double>({2}, {1.0, 2.0}), true);
-  Var<double> y = x * x;   // used twice below
-  Var<double> z = y + y;   // dz/dx = 4x
+  Var<double> y = x * x;  // used twice below
+  Var<double> z = y + y;  // dz/dx = 4x
   z.backward(Tensor<double>::ones({2}));
   CHECK(x.grad().to_vector() == std::vector<double>{4.0, 8.0});
 }
@@ -52,9 +52,9 @@ TEST_CASE("no_grad, detach and requires_grad") {
   CHECK(d.value().shares_storage_with(y.value()));
   Var<float> c(Tensor<float>::ones({3}));
   CHECK_FALSE((c * c).requires_grad());
-  CHECK_THROWS_WITH_AS(y.set_requires_grad(false),
-                       "set_requires_grad: only leaves can change requires_grad, not the output of mul",
-                       ValueError);
+  CHECK_THROWS_WITH_AS(
+      y.set_requires_grad(false),
+      "set_requires_grad: only leaves can change requires_grad, not the output of mul", ValueError);
 }
 
 TEST_CASE("backward errors") {
@@ -69,7 +69,8 @@ TEST_CASE("backward errors") {
   CHECK_THROWS_WITH_AS(c.backward(), "backward: output of leaf does not require grad", ValueError);
   CHECK_THROWS_WITH_AS(Var<float>().value(), "Var: use of an undefined Var", ValueError);
   CHECK_THROWS_WITH_AS(x.add_grad(Tensor<float>::ones({4})),
-                       "add_grad: gradient of shape [4] for a value of shape [3] (op leaf)", ShapeError);
+                       "add_grad: gradient of shape [4] for a value of shape [3] (op leaf)",
+                       ShapeError);
 }
 
 TEST_CASE("a deep graph is built, differentiated and freed without recursion") {
@@ -85,8 +86,9 @@ TEST_CASE("a deep graph is built, differentiated and freed without recursion") {
 
 TEST_CASE("gradcheck catches a wrong backward") {
   auto wrong = [](const std::vector<Var<double>>& in) {
-    return unary_op("wrong_square", in[0], [](double v) { return v * v; },
-                    [](double v, double) { return 3.0 * v; });
+    return unary_op(
+        "wrong_square", in[0], [](double v) { return v * v; },
+        [](double v, double) { return 3.0 * v; });
   };
   Rng rng(0);
   const GradcheckResult r = gradcheck(wrong, {Tensor<double>::randn({3}, rng)});

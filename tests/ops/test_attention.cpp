@@ -55,10 +55,11 @@ TEST_CASE("attention matches the definition: causal, GQA, KV-cache offset, softc
     int64_t B, Tq, Tk, H, Hkv, D;
     AttentionOptions o;
   };
-  const Case cases[] = {{2, 5, 5, 4, 4, 3, options(true)},        {1, 4, 4, 4, 2, 8, options(true)},
-                        {2, 2, 6, 2, 1, 4, options(true)},        {1, 3, 5, 2, 2, 4, options(false)},
-                        {1, 1, 7, 4, 2, 4, options(true)},        {2, 4, 4, 2, 2, 4, options(true, 0.5)},
-                        {1, 3, 3, 2, 2, 4, options(true, 0.0, 0.7)}};
+  const Case cases[] = {
+      {2, 5, 5, 4, 4, 3, options(true)},          {1, 4, 4, 4, 2, 8, options(true)},
+      {2, 2, 6, 2, 1, 4, options(true)},          {1, 3, 5, 2, 2, 4, options(false)},
+      {1, 1, 7, 4, 2, 4, options(true)},          {2, 4, 4, 2, 2, 4, options(true, 0.5)},
+      {1, 3, 3, 2, 2, 4, options(true, 0.0, 0.7)}};
   for (const Case& c : cases) {
     auto q = Tensor<double>::randn({c.B, c.Tq, c.H, c.D}, rng);
     auto k = Tensor<double>::randn({c.B, c.Tk, c.Hkv, c.D}, rng);
@@ -79,7 +80,8 @@ TEST_CASE("attention gradcheck") {
     auto k = Tensor<double>::randn({2, 3, 2, 2}, rng);
     auto v = Tensor<double>::randn({2, 3, 2, 2}, rng);
     test::check_gradients(
-        [o](const V& in) { return scaled_dot_product_attention(in[0], in[1], in[2], o); }, {q, k, v});
+        [o](const V& in) { return scaled_dot_product_attention(in[0], in[1], in[2], o); },
+        {q, k, v});
   }
   // KV-cache shape (fewer queries than keys), and a non-contiguous query.
   auto q = Tensor<double>::randn({1, 2, 2, 3}, rng);
@@ -95,15 +97,17 @@ TEST_CASE("attention gradcheck") {
 TEST_CASE("attention errors") {
   Var<float> q(Tensor<float>({1, 4, 3, 2})), k(Tensor<float>({1, 4, 2, 2}));
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k, k),
-                       "attention: 3 query heads are not a multiple of 2 key/value heads", ShapeError);
+                       "attention: 3 query heads are not a multiple of 2 key/value heads",
+                       ShapeError);
   Var<float> q2(Tensor<float>({1, 5, 2, 2}));
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q2, k, k),
                        "attention: causal attention needs at least as many keys (4) as queries (5)",
                        ShapeError);
   Var<float> v3(Tensor<float>({1, 4, 2}));
-  CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k, v3),
-                       "attention: q, k, v must be [B, T, heads, D], got [1, 4, 3, 2], [1, 4, 2, 2], [1, 4, 2]",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(
+      scaled_dot_product_attention(q, k, v3),
+      "attention: q, k, v must be [B, T, heads, D], got [1, 4, 3, 2], [1, 4, 2, 2], [1, 4, 2]",
+      ShapeError);
   Var<float> k5(Tensor<float>({1, 4, 1, 5}));
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k5, k5),
                        "attention: q [1, 4, 3, 2] and k [1, 4, 1, 5] differ in batch or head size",
@@ -127,5 +131,6 @@ TEST_CASE("rope rotates pairs and is undone by its gradient") {
   test::check_gradients([](const V& in) { return rope(in[0], 2, 50.0); },
                         {Tensor<double>::randn({2, 3, 2, 4}, rng)});
   CHECK_THROWS_WITH_AS(rope(Var<double>(Tensor<double>({1, 2, 1, 3}))),
-                       "rope: input must be [B, T, H, D] with an even D, got [1, 2, 1, 3]", ShapeError);
+                       "rope: input must be [B, T, H, D] with an even D, got [1, 2, 1, 3]",
+                       ShapeError);
 }

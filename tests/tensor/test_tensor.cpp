@@ -63,29 +63,30 @@ TEST_CASE("Tensor errors name the operation and the shapes") {
   CHECK_THROWS_WITH_AS(x.view({4, 2}), "view: shape [4, 2] does not fit 6 elements of [2, 3]",
                        ShapeError);
   CHECK_THROWS_WITH_AS(x.view({-1, -1}), "view: more than one -1 in [-1, -1]", ShapeError);
-  CHECK_THROWS_WITH_AS(x.transpose(0, 1).view({6}), "view: tensor of shape [3, 2] is not contiguous",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(x.transpose(0, 1).view({6}),
+                       "view: tensor of shape [3, 2] is not contiguous", ShapeError);
   CHECK_THROWS_WITH_AS(x.transpose(0, 2), "transpose: axis 2 out of range for a 2-d tensor",
                        IndexError);
-  CHECK_THROWS_WITH_AS(x.slice(1, 2, 5), "slice: range [2, 5) out of bounds for axis 1 of shape [2, 3]",
-                       IndexError);
+  CHECK_THROWS_WITH_AS(x.slice(1, 2, 5),
+                       "slice: range [2, 5) out of bounds for axis 1 of shape [2, 3]", IndexError);
   CHECK_THROWS_WITH_AS(x.at({2, 0}), "at: index 2 out of range for axis 0 of [2, 3]", IndexError);
   CHECK_THROWS_WITH_AS(x.item(), "item: tensor of shape [2, 3] has 6 elements, not 1", ShapeError);
   CHECK_THROWS_WITH_AS(Tensor<float>({-1, 3}), "shape [-1, 3] has a negative extent", ShapeError);
   CHECK_THROWS_AS(Tensor<float>({int64_t{1} << 30, int64_t{1} << 30}), ShapeError);
-  CHECK_THROWS_WITH_AS(x.transpose(0, 1).matrix(), "matrix: tensor of shape [3, 2] is not contiguous",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(x.transpose(0, 1).matrix(),
+                       "matrix: tensor of shape [3, 2] is not contiguous", ShapeError);
 }
 
 TEST_CASE("broadcasting and sum_to") {
   CHECK(broadcast_shapes({4, 1, 3}, {5, 1}, "t") == Shape{4, 5, 3});
-  CHECK_THROWS_WITH_AS(broadcast_shapes({2, 3}, {4}, "add"), "add: shapes [2, 3] and [4] do not broadcast",
-                       ShapeError);
+  CHECK_THROWS_WITH_AS(broadcast_shapes({2, 3}, {4}, "add"),
+                       "add: shapes [2, 3] and [4] do not broadcast", ShapeError);
   Tensor<double> a({2, 3}, {1, 2, 3, 4, 5, 6});
   Tensor<double> row({3}, {10, 20, 30});
   Tensor<double> col({2, 1}, {100, 200});
   auto plus = [](double x, double y) { return x + y; };
-  CHECK(broadcast_binary(a, row, plus, "t").to_vector() == std::vector<double>{11, 22, 33, 14, 25, 36});
+  CHECK(broadcast_binary(a, row, plus, "t").to_vector() ==
+        std::vector<double>{11, 22, 33, 14, 25, 36});
   CHECK(broadcast_binary(a, col, plus, "t").to_vector() ==
         std::vector<double>{101, 102, 103, 204, 205, 206});
   CHECK(broadcast_binary(a.transpose(0, 1), col.view({2}), plus, "t").to_vector() ==

@@ -86,8 +86,9 @@ class Var {
   const char* op() const { return get().op; }
 
   Var& set_requires_grad(bool requires) {
-    check<ValueError>(is_leaf(), "set_requires_grad: only leaves can change requires_grad, not "
-                                 "the output of {}",
+    check<ValueError>(is_leaf(),
+                      "set_requires_grad: only leaves can change requires_grad, not "
+                      "the output of {}",
                       op());
     get().requires_grad = requires;
     return *this;
@@ -117,7 +118,8 @@ class Var {
   // Backpropagates from a one-element Var (seed 1).
   void backward(bool retain_graph = false) {
     check<ShapeError>(numel() == 1,
-                      "backward: output of shape {} is not a scalar; pass a seed gradient", shape());
+                      "backward: output of shape {} is not a scalar; pass a seed gradient",
+                      shape());
     backward(Tensor<T>(shape(), T(1)), retain_graph);
   }
 

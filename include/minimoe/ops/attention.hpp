@@ -128,8 +128,8 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
         const int64_t B = qc.size(0), Tq = qc.size(1), H = qc.size(2), D = qc.size(3);
         const int64_t Tk = kc.size(1), Hkv = kc.size(2);
         Tensor<T> dq(qc.shape()), dk(kc.shape()), dv(vc.shape());
-        // One thread owns each (batch, kv head): the query heads of its group add into the
-        // same dK, dV without races, in a fixed order.
+    // One thread owns each (batch, kv head): the query heads of its group add into the
+    // same dK, dV without races, in a fixed order.
 #pragma omp parallel
         {
           detail::RowMatrix<T> dp(Tq, Tk);  // [Tq, Tk]
@@ -143,8 +143,8 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
             for (int64_t h = hk * group; h < (hk + 1) * group; ++h) {
               const auto qm = detail::head_matrix(qc.data(), b, h, Tq, H, D);
               const auto gm = detail::head_matrix(g.data(), b, h, Tq, H, D);
-              const Eigen::Map<const detail::RowMatrix<T>> p(
-                  probs.data() + (b * H + h) * Tq * Tk, Tq, Tk);
+              const Eigen::Map<const detail::RowMatrix<T>> p(probs.data() + (b * H + h) * Tq * Tk,
+                                                             Tq, Tk);
               dvm.noalias() += p.transpose() * gm;
               dp.noalias() = gm * vm.transpose();
               // softmax backward: dS = P * (dP - rowsum(P * dP))

@@ -128,25 +128,35 @@ Var<T> constant(T value) {
 }
 
 template <typename T>
-Var<T> operator+(const Var<T>& a, const Var<T>& b) { return add(a, b); }
+Var<T> operator+(const Var<T>& a, const Var<T>& b) {
+  return add(a, b);
+}
 template <typename T>
-Var<T> operator-(const Var<T>& a, const Var<T>& b) { return sub(a, b); }
+Var<T> operator-(const Var<T>& a, const Var<T>& b) {
+  return sub(a, b);
+}
 template <typename T>
-Var<T> operator*(const Var<T>& a, const Var<T>& b) { return mul(a, b); }
+Var<T> operator*(const Var<T>& a, const Var<T>& b) {
+  return mul(a, b);
+}
 template <typename T>
-Var<T> operator/(const Var<T>& a, const Var<T>& b) { return div(a, b); }
+Var<T> operator/(const Var<T>& a, const Var<T>& b) {
+  return div(a, b);
+}
 template <typename T>
-Var<T> operator-(const Var<T>& x) { return neg(x); }
+Var<T> operator-(const Var<T>& x) {
+  return neg(x);
+}
 
 // Var (op) scalar, scalar (op) Var. The scalar converts to the Var's element type.
-#define MINIMOE_SCALAR_OPERATOR(OP, FN)                                              \
+#define MINIMOE_SCALAR_OPERATOR(OP, FN)                                                   \
   template <typename T, typename S, typename = std::enable_if_t<std::is_arithmetic_v<S>>> \
-  Var<T> operator OP(const Var<T>& a, S b) {                                         \
-    return FN(a, constant(static_cast<T>(b)));                                       \
-  }                                                                                  \
+  Var<T> operator OP(const Var<T>& a, S b) {                                              \
+    return FN(a, constant(static_cast<T>(b)));                                            \
+  }                                                                                       \
   template <typename T, typename S, typename = std::enable_if_t<std::is_arithmetic_v<S>>> \
-  Var<T> operator OP(S a, const Var<T>& b) {                                         \
-    return FN(constant(static_cast<T>(a)), b);                                       \
+  Var<T> operator OP(S a, const Var<T>& b) {                                              \
+    return FN(constant(static_cast<T>(a)), b);                                            \
   }
 MINIMOE_SCALAR_OPERATOR(+, add)
 MINIMOE_SCALAR_OPERATOR(-, sub)

@@ -15,8 +15,8 @@ namespace minimoe {
 namespace detail {
 
 inline void check_index(int32_t i, int64_t extent, const char* op, int64_t position) {
-  check<IndexError>(i >= 0 && i < extent, "{}: index {} out of range [0, {}) at position {}", op,
-                    i, extent, position);
+  check<IndexError>(i >= 0 && i < extent, "{}: index {} out of range [0, {}) at position {}", op, i,
+                    extent, position);
 }
 
 // out[index[r], :] += rows[r, :] for contiguous [R, C] rows into a zeroed [N, C].

@@ -32,16 +32,15 @@ Var<T> logsumexp(const Var<T>& x) {
     for (int64_t c = 0; c < C; ++c) sum += std::exp(row[c] - max);
     out.data()[r] = max + std::log(sum);
   }
-  return make_op<T>("logsumexp", out, {x},
-                    [xc, out, C, rows](const std::vector<Var<T>>& in, const Tensor<T>& g) {
-                      const Tensor<T> gc = g.contiguous();
-                      Tensor<T> dx(xc.shape());
-                      for (int64_t r = 0; r < rows; ++r)
-                        for (int64_t c = 0; c < C; ++c)
-                          dx.data()[r * C + c] = gc.data()[r] *
-                                                 std::exp(xc.data()[r * C + c] - out.data()[r]);
-                      in[0].add_grad(std::move(dx));
-                    });
+  return make_op<T>(
+      "logsumexp", out, {x}, [xc, out, C, rows](const std::vector<Var<T>>& in, const Tensor<T>& g) {
+        const Tensor<T> gc = g.contiguous();
+        Tensor<T> dx(xc.shape());
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < C; ++c)
+            dx.data()[r * C + c] = gc.data()[r] * std::exp(xc.data()[r * C + c] - out.data()[r]);
+        in[0].add_grad(std::move(dx));
+      });
 }
 
 }  // namespace minimoe

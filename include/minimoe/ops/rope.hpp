@@ -59,11 +59,11 @@ Var<T> rope(const Var<T>& x, int64_t position_offset = 0, double base = 10000.0)
   check<ValueError>(base > 1.0, "rope: base must be > 1, got {}", base);
   check<ValueError>(position_offset >= 0, "rope: negative position offset {}", position_offset);
   Tensor<T> y = detail::rotate_pairs(x.value().contiguous(), position_offset, base, +1);
-  return make_op<T>("rope", std::move(y), {x},
-                    [position_offset, base](const std::vector<Var<T>>& in, const Tensor<T>& g) {
-                      in[0].add_grad(
-                          detail::rotate_pairs(g.contiguous(), position_offset, base, -1));
-                    });
+  return make_op<T>(
+      "rope", std::move(y), {x},
+      [position_offset, base](const std::vector<Var<T>>& in, const Tensor<T>& g) {
+        in[0].add_grad(detail::rotate_pairs(g.contiguous(), position_offset, base, -1));
+      });
 }
 
 }  // namespace minimoe

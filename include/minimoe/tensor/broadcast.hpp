@@ -73,7 +73,8 @@ Tensor<T> broadcast_binary(const Tensor<T>& a, const Tensor<T>& b, F f, const ch
   const T* pa = ca.data();
   const T* pb = cb.data();
   T* po = out.data();
-  for_each_broadcast(shape, broadcast_strides(a.shape(), shape), broadcast_strides(b.shape(), shape),
+  for_each_broadcast(shape, broadcast_strides(a.shape(), shape),
+                     broadcast_strides(b.shape(), shape),
                      [&](int64_t i, int64_t ia, int64_t ib) { po[i] = f(pa[ia], pb[ib]); });
   return out;
 }

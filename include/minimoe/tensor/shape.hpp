@@ -23,8 +23,8 @@ inline int64_t numel_of(const Shape& shape) {
   int64_t n = 1;
   for (int64_t extent : shape) {
     check<ShapeError>(extent >= 0, "shape {} has a negative extent", shape);
-    check<ShapeError>(extent == 0 || n <= kMaxNumel / extent,
-                      "shape {} has more than {} elements", shape, kMaxNumel);
+    check<ShapeError>(extent == 0 || n <= kMaxNumel / extent, "shape {} has more than {} elements",
+                      shape, kMaxNumel);
     n *= extent;
   }
   return n;
@@ -42,8 +42,8 @@ inline Shape contiguous_strides(const Shape& shape) {
 
 // Maps a possibly negative axis (-1 = last) into [0, ndim); `op` names the caller.
 inline int64_t normalize_axis(int64_t axis, int64_t ndim, const char* op) {
-  check<IndexError>(axis >= -ndim && axis < ndim, "{}: axis {} out of range for a {}-d tensor",
-                    op, axis, ndim);
+  check<IndexError>(axis >= -ndim && axis < ndim, "{}: axis {} out of range for a {}-d tensor", op,
+                    axis, ndim);
   return axis < 0 ? axis + ndim : axis;
 }
 

@@ -203,8 +203,7 @@ class Tensor {
 
   // Writes `src` (same shape, any layout) into this tensor's elements (any layout).
   void copy_(const Tensor& src) {
-    check<ShapeError>(src.shape() == shape_, "copy_: shapes differ: {} <- {}", shape_,
-                      src.shape());
+    check<ShapeError>(src.shape() == shape_, "copy_: shapes differ: {} <- {}", shape_, src.shape());
     const Tensor packed = src.contiguous();
     const T* from = packed.data();
     for_each_offset([&](int64_t off) { data()[off] = *from++; });
@@ -262,9 +261,8 @@ class Tensor {
   static std::shared_ptr<T> allocate(int64_t n) {
     const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T);
     void* p = ::operator new(bytes, std::align_val_t(kTensorAlignment));
-    return std::shared_ptr<T>(static_cast<T*>(p), [](T* q) {
-      ::operator delete(q, std::align_val_t(kTensorAlignment));
-    });
+    return std::shared_ptr<T>(
+        static_cast<T*>(p), [](T* q) { ::operator delete(q, std::align_val_t(kTensorAlignment)); });
   }
 
   Shape infer_shape(Shape shape, const char* op) const {
@@ -284,8 +282,8 @@ class Tensor {
                         "{}: cannot infer -1 in {} for {} elements", op, shape, numel());
       shape[inferred] = numel() / known;
     }
-    check<ShapeError>(numel_of(shape) == numel(), "{}: shape {} does not fit {} elements of {}",
-                      op, shape, numel(), shape_);
+    check<ShapeError>(numel_of(shape) == numel(), "{}: shape {} does not fit {} elements of {}", op,
+                      shape, numel(), shape_);
     return shape;
   }
 
@@ -295,8 +293,8 @@ class Tensor {
     int64_t off = 0;
     int64_t ax = 0;
     for (int64_t i : index) {
-      check<IndexError>(i >= 0 && i < shape_[ax], "at: index {} out of range for axis {} of {}",
-                        i, ax, shape_);
+      check<IndexError>(i >= 0 && i < shape_[ax], "at: index {} out of range for axis {} of {}", i,
+                        ax, shape_);
       off += i * strides_[ax++];
     }
     return off;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: dependencies, then build and test in the release,
+# sanitizer and scalar configurations (see CMakePresets.json), then the formatting check.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+scripts/install_deps.sh
+
+jobs=$(nproc)
+for preset in default asan scalar; do
+  echo "=== preset ${preset}"
+  cmake --preset "${preset}"
+  cmake --build --preset "${preset}" -j "${jobs}"
+  ctest --preset "${preset}" -j "${jobs}"
+done
+
+# Formats the tracked sources in place and fails if that changed anything; a diff the tree
+# already had before formatting is not counted, so uncommitted work does not fail the check.
+check_format() {
+  if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "=== not a git checkout: skipping the clang-format check"
+    return 0
+  fi
+  echo "=== clang-format"
+  local files=()
+  mapfile -d '' files < <(git ls-files -z -- include tests examples bench tools |
+                          grep -zE '\.(hpp|cpp)$')
+  ((${#files[@]} > 0)) || return 0
+  local before
+  before=$(git diff -- "${files[@]}")
+  clang-format -i "${files[@]}"
+  if [[ "$(git diff -- "${files[@]}")" != "${before}" ]]; then
+    git --no-pager diff -- "${files[@]}"
+    echo "clang-format changed the files above: review and commit the formatting" >&2
+    return 1
+  fi
+}
+check_format
