@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <minimoe/autograd/gradcheck.hpp>
+#include <minimoe/nn/module.hpp>
 
 namespace minimoe::test {
 
@@ -25,6 +26,47 @@ void check_close(const Tensor<T>& actual, const Tensor<T>& expected, double tol 
     if (!(std::abs(static_cast<double>(a[i]) - static_cast<double>(e[i])) <= tol)) {
       FAIL_CHECK(fmt::format("element {}: {} != expected {} (tol {})", i, a[i], e[i], tol));
       return;
+    }
+  }
+}
+
+}  // namespace minimoe::test
+
+namespace minimoe::test {
+
+// Gradchecks every parameter of a double-precision module (and nothing else): backward of
+// loss() against central differences of loss() with each parameter element moved in place.
+// Checks at most `max_per_tensor` elements of each parameter, spread over the tensor; a
+// parameter the backward pass never reached must have zero finite differences.
+template <typename Module, typename LossFn>
+void check_module_gradients(Module& module, LossFn loss, int64_t max_per_tensor = 12,
+                            double eps = 1e-6, double tol = 1e-6) {
+  for (auto& p : parameters(module)) p.zero_grad();
+  loss().backward();
+  for (auto& [name, p] : named_parameters(module)) {
+    Tensor<double> value = p.value();
+    // No gradient (e.g. an expert no token was routed to) must mean a zero derivative.
+    const Tensor<double> grad = p.has_grad() ? p.grad() : Tensor<double>(p.shape());
+    const int64_t n = value.numel();
+    const int64_t step = std::max<int64_t>(1, n / max_per_tensor);
+    for (int64_t i = 0; i < n; i += step) {
+      const double saved = value.data()[i];
+      double plus, minus;
+      {
+        NoGradGuard no_grad;
+        value.data()[i] = saved + eps;
+        plus = loss().item();
+        value.data()[i] = saved - eps;
+        minus = loss().item();
+        value.data()[i] = saved;
+      }
+      const double numeric = (plus - minus) / (2 * eps);
+      const double analytic = grad.data()[i];
+      if (!(std::abs(numeric - analytic) <= tol + 1e-4 * std::abs(numeric))) {
+        FAIL_CHECK(fmt::format("{}[{}]: backward {:.10g}, finite differences {:.10g}", name, i,
+                               analytic, numeric));
+        return;
+      }
     }
   }
 }

@@ -1,0 +1,84 @@
+// minimoe/io/model_file.hpp: models on disk as safetensors files that describe themselves.
+//
+//   save_model(model, "tiny.safetensors");                  // weights + config
+//   GPT<float> m = load_model<float>("tiny.safetensors");   // config read from the file
+//
+// Tensor names are the module tree's ("blocks.0.moe.experts.1.up.weight"; docs/formats.md),
+// and the metadata holds {"format": "minimoe", "config": <GPTConfig as JSON>}, so PyTorch
+// tools can rebuild the architecture from the file alone. Loading checks that the file holds
+// exactly the tensors the config implies, with the right shapes; anything else is a
+// FormatError naming the first difference.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+
+#include "minimoe/io/safetensors.hpp"
+#include "minimoe/models/gpt.hpp"
+#include "minimoe/nn/module.hpp"
+
+namespace minimoe {
+
+template <typename Module>
+void save_module(Module& module, const std::string& path,
+                 const std::map<std::string, std::string>& metadata = {}) {
+  save_safetensors(path, named_tensors(module), metadata);
+}
+
+// Copies every tensor of the module from `file`; the names and shapes must match exactly.
+template <typename Module>
+void load_module(Module& module, const SafetensorsFile& file) {
+  using T = ScalarOf<Module>;
+  std::set<std::string> expected;
+  for (auto& [name, tensor] : named_tensors(module)) {
+    expected.insert(name);
+    check<FormatError>(file.contains(name), "model file: missing tensor '{}'", name);
+    const SafetensorsEntry& e = file.entry(name);
+    check<FormatError>(e.shape == tensor.shape(),
+                       "model file: tensor '{}' has shape {}, the model expects {}", name, e.shape,
+                       tensor.shape());
+    tensor.copy_(file.tensor<T>(name));
+  }
+  for (const auto& [name, entry] : file.entries())
+    check<FormatError>(expected.count(name) > 0, "model file: unexpected tensor '{}'", name);
+}
+
+template <typename T>
+void save_model(GPT<T>& model, const std::string& path,
+                std::map<std::string, std::string> metadata = {}) {
+  metadata["format"] = "minimoe";
+  metadata["config"] = nlohmann::json(model.config).dump();
+  save_module(model, path, metadata);
+}
+
+// The config stored in a model file.
+inline GPTConfig read_model_config(const SafetensorsFile& file) {
+  const auto& meta = file.metadata();
+  auto it = meta.find("config");
+  check<FormatError>(it != meta.end(), "model file: no 'config' in the metadata");
+  try {
+    return config_from_json_string(it->second);
+  } catch (const ValueError& e) {
+    throw FormatError(fmt::format("model file: bad config: {}", e.what()));
+  }
+}
+
+template <typename T>
+GPT<T> load_model(const SafetensorsFile& file) {
+  GPT<T> model(read_model_config(file), /*seed=*/0);
+  load_module(model, file);
+  return model;
+}
+
+template <typename T>
+GPT<T> load_model(const std::string& path) {
+  const SafetensorsFile file = SafetensorsFile::open(path);
+  try {
+    return load_model<T>(file);
+  } catch (const FormatError& e) {
+    throw FormatError(fmt::format("{}: {}", path, e.what()));
+  }
+}
+
+}  // namespace minimoe

@@ -1,0 +1,61 @@
+// minimoe/minimoe.hpp: everything, for users who want one include.
+//
+//   #include <minimoe/minimoe.hpp>
+//   using namespace minimoe;
+//   GPT<float> model(preset("tiny"), /*seed=*/1);
+//
+// The library is layered; each layer only includes the ones above it in this list, so a
+// translation unit that needs less can include less:
+//   tensor/    storage, shape, broadcasting, random numbers
+//   autograd/  Var, the backward pass, gradcheck
+//   ops/       differentiable functions (forward + backward)
+//   kernels/   raw-pointer compute with no autograd (routing plans, grouped GEMM)
+//   nn/        modules: Linear, norms, Attention, Router, Expert, MoELayer
+//   models/    GPTConfig, presets, GPT
+//   io/        safetensors and model files
+#pragma once
+
+#include "minimoe/error.hpp"
+#include "minimoe/tensor/broadcast.hpp"
+#include "minimoe/tensor/random.hpp"
+#include "minimoe/tensor/shape.hpp"
+#include "minimoe/tensor/tensor.hpp"
+
+#include "minimoe/autograd/gradcheck.hpp"
+#include "minimoe/autograd/var.hpp"
+
+#include "minimoe/ops/attention.hpp"
+#include "minimoe/ops/dropout.hpp"
+#include "minimoe/ops/elementwise.hpp"
+#include "minimoe/ops/embedding.hpp"
+#include "minimoe/ops/gather.hpp"
+#include "minimoe/ops/logsumexp.hpp"
+#include "minimoe/ops/loss.hpp"
+#include "minimoe/ops/matmul.hpp"
+#include "minimoe/ops/norm.hpp"
+#include "minimoe/ops/pointwise.hpp"
+#include "minimoe/ops/reduce.hpp"
+#include "minimoe/ops/rope.hpp"
+#include "minimoe/ops/shape.hpp"
+#include "minimoe/ops/softmax.hpp"
+
+#include "minimoe/kernels/routing.hpp"
+
+#include "minimoe/nn/attention.hpp"
+#include "minimoe/nn/dropout.hpp"
+#include "minimoe/nn/embedding.hpp"
+#include "minimoe/nn/expert.hpp"
+#include "minimoe/nn/init.hpp"
+#include "minimoe/nn/linear.hpp"
+#include "minimoe/nn/module.hpp"
+#include "minimoe/nn/moe_layer.hpp"
+#include "minimoe/nn/norm.hpp"
+#include "minimoe/nn/router.hpp"
+
+#include "minimoe/models/config.hpp"
+#include "minimoe/models/gpt.hpp"
+#include "minimoe/models/presets.hpp"
+
+#include "minimoe/io/atomic_file.hpp"
+#include "minimoe/io/model_file.hpp"
+#include "minimoe/io/safetensors.hpp"

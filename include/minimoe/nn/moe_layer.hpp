@@ -1,0 +1,95 @@
+// minimoe/nn/moe_layer.hpp: a Mixture-of-Experts feed-forward layer.
+//
+//   MoELayer<Expert<float>> moe(router_config, expert_config, rng);
+//   Var<float> y = moe(x);                  // [B, T, C] -> [B, T, C]
+//   moe.last.aux_loss, moe.last.z_loss      // this forward's router losses
+//
+//   y[n] = sum_k weights[n, k] * expert_{experts[n, k]}(x[n])  +  sum_s shared_s(x[n])
+//
+// Only the chosen experts run on each token: the routing plan groups the (token, slot) pairs
+// by expert, each expert runs once on its rows, and the weighted rows are added back into
+// token order. Dropped pairs (capacity) add nothing, so their tokens keep the residual only.
+// Shared experts (DeepSeekMoE) see every token. Any module with the Expert interface works as
+// ExpertT; the layer only needs operator() on [rows, C] and visit().
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "minimoe/nn/expert.hpp"
+#include "minimoe/nn/router.hpp"
+#include "minimoe/ops/shape.hpp"
+
+namespace minimoe {
+
+template <typename ExpertT>
+struct MoELayer {
+  using Scalar = typename ExpertT::Scalar;
+  using T = Scalar;
+
+  Router<T> router;
+  std::vector<ExpertT> experts;
+  std::vector<ExpertT> shared_experts;
+  Routing<T> last;  // routing of the latest forward: losses and load statistics
+
+  MoELayer() = default;
+  MoELayer(const RouterConfig& router_config, const ExpertConfig& expert_config, Rng& rng,
+           int64_t n_shared = 0, double down_std = 0.02, uint64_t noise_seed = 0)
+      : router(router_config, rng, noise_seed) {
+    check<ValueError>(expert_config.d_model == router_config.d_model,
+                      "MoELayer: expert d_model {} differs from router d_model {}",
+                      expert_config.d_model, router_config.d_model);
+    check<ValueError>(n_shared >= 0, "MoELayer: negative number of shared experts {}", n_shared);
+    for (int64_t e = 0; e < router_config.n_experts; ++e)
+      experts.emplace_back(expert_config, rng, down_std);
+    for (int64_t s = 0; s < n_shared; ++s)
+      shared_experts.emplace_back(expert_config, rng, down_std);
+  }
+
+  Var<T> operator()(const Var<T>& x) {  // [..., C]
+    const int64_t C = router.config.d_model;
+    check<ShapeError>(x.dim() >= 1 && x.size(-1) == C, "MoELayer: input of shape {} for d_model {}",
+                      x.shape(), C);
+    const Var<T> tokens = reshape(x, {-1, C});  // [N, C]
+    last = router(tokens);
+    Var<T> y = combine(tokens, last);
+    for (const ExpertT& s : shared_experts) y = y + s(tokens);
+    return reshape(y, x.shape());
+  }
+
+  void visit(const ModuleVisitor<T>& v) {
+    v.child("router", router);
+    for (size_t e = 0; e < experts.size(); ++e) v.child("experts." + std::to_string(e), experts[e]);
+    for (size_t s = 0; s < shared_experts.size(); ++s)
+      v.child("shared_experts." + std::to_string(s), shared_experts[s]);
+  }
+
+ private:
+  static Tensor<int32_t> index_tensor(const std::vector<int32_t>& v, size_t begin, size_t end) {
+    const auto n = static_cast<int64_t>(end - begin);
+    Tensor<int32_t> t({n});
+    std::copy(v.begin() + static_cast<std::ptrdiff_t>(begin),
+              v.begin() + static_cast<std::ptrdiff_t>(end), t.data());
+    return t;
+  }
+
+  // Runs each expert on its rows and adds the weighted results back into token order.
+  Var<T> combine(const Var<T>& tokens, const Routing<T>& r) const {
+    const RoutingPlan& plan = r.plan;
+    const int64_t N = tokens.size(0), C = tokens.size(1);
+    std::vector<Var<T>> outputs;
+    for (int64_t e = 0; e < plan.experts; ++e) {
+      if (plan.load(e) == 0) continue;
+      const Tensor<int32_t> rows =
+          index_tensor(plan.token_of, plan.offsets[e], plan.offsets[e + 1]);
+      outputs.push_back(experts[e](index_select(tokens, 0, rows)));  // [n_e, C]
+    }
+    if (outputs.empty()) return Var<T>(Tensor<T>({N, C}));
+    const Tensor<int32_t> pairs = index_tensor(plan.pair_of, 0, plan.pair_of.size());
+    const Var<T> w = reshape(index_select(reshape(r.weights, {-1}), 0, pairs), {-1, 1});  // [R, 1]
+    const Var<T> routed = outputs.size() == 1 ? outputs[0] : concat(outputs, 0);          // [R, C]
+    return index_add(routed * w, index_tensor(plan.token_of, 0, plan.token_of.size()), N);
+  }
+};
+
+}  // namespace minimoe

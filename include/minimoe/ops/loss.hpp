@@ -1,0 +1,77 @@
+// minimoe/ops/loss.hpp: fused softmax cross-entropy over integer targets.
+//
+//   Var<float> loss = cross_entropy(logits, targets);   // logits [B, T, V], targets [B, T]
+//
+// The loss is the mean over positions whose target is not ignore_index of
+// logsumexp(logits) - logits[target]. Forward keeps only each row's logsumexp; backward
+// rebuilds softmax(logits) - onehot(target) from it, so no [rows, V] probability tensor is
+// stored between the passes. With no valid target at all the loss is 0 with zero gradient
+// (PyTorch returns NaN), so a fully padded batch does not poison training.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "minimoe/autograd/var.hpp"
+
+namespace minimoe {
+
+inline constexpr int32_t kIgnoreIndex = -100;
+
+template <typename T>
+Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
+                     int32_t ignore_index = kIgnoreIndex) {
+  check<ShapeError>(logits.dim() >= 1 && targets.dim() == logits.dim() - 1 &&
+                        std::equal(targets.shape().begin(), targets.shape().end(),
+                                   logits.shape().begin()),
+                    "cross_entropy: targets of shape {} for logits of shape {}", targets.shape(),
+                    logits.shape());
+  const int64_t V = logits.size(-1);
+  check<ShapeError>(V > 0, "cross_entropy: logits of shape {} have no classes", logits.shape());
+  const Tensor<int32_t> tc = targets.contiguous();
+  const int64_t rows = tc.numel();
+  int64_t valid = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const int32_t t = tc.data()[r];
+    if (t == ignore_index) continue;
+    check<IndexError>(t >= 0 && t < V, "cross_entropy: target {} out of range [0, {}) at position {}",
+                      t, V, r);
+    ++valid;
+  }
+
+  const Tensor<T> xc = logits.value().contiguous();
+  Tensor<T> lse({rows});  // logsumexp of each row, reused by backward
+  double total = 0;
+#pragma omp parallel for reduction(+ : total) schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* x = xc.data() + r * V;
+    const T max = *std::max_element(x, x + V);
+    T sum = 0;
+    for (int64_t c = 0; c < V; ++c) sum += std::exp(x[c] - max);
+    lse.data()[r] = max + std::log(sum);
+    const int32_t t = tc.data()[r];
+    if (t != ignore_index) total += static_cast<double>(lse.data()[r] - x[t]);
+  }
+  const T scale = valid == 0 ? T(0) : T(1) / static_cast<T>(valid);
+  Tensor<T> loss = Tensor<T>::scalar(static_cast<T>(total) * scale);
+
+  return make_op<T>(
+      "cross_entropy", std::move(loss), {logits},
+      [xc, tc, lse, V, rows, scale, ignore_index](const std::vector<Var<T>>& in,
+                                                  const Tensor<T>& g) {
+        const T s = g.item() * scale;
+        Tensor<T> dx(xc.shape());
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          const int32_t t = tc.data()[r];
+          if (t == ignore_index) continue;
+          const T* x = xc.data() + r * V;
+          T* d = dx.data() + r * V;
+          for (int64_t c = 0; c < V; ++c) d[c] = s * std::exp(x[c] - lse.data()[r]);
+          d[t] -= s;
+        }
+        in[0].add_grad(std::move(dx));
+      });
+}
+
+}  // namespace minimoe

@@ -1,0 +1,131 @@
+// minimoe/ops/norm.hpp: fused LayerNorm and RMSNorm over the last axis.
+//
+//   Var<float> y = layer_norm(x, weight, bias);   // x [..., C], weight and bias [C]
+//   Var<float> z = rms_norm(x, weight);           // Llama / Tiny MoE style, no centring
+//
+// weight and bias may be undefined Vars (no affine part). Forward caches the normalised input
+// xhat and 1/std of each row; backward uses the closed form
+//   dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),   dxhat = dy * weight
+// (RMSNorm drops the mean(dxhat) term) instead of a graph of a dozen elementwise ops.
+#pragma once
+
+#include <cmath>
+
+#include "minimoe/autograd/var.hpp"
+
+namespace minimoe {
+
+namespace detail {
+
+template <typename T>
+void check_norm_params(const char* op, const Var<T>& x, const Var<T>& param, const char* what) {
+  check<ShapeError>(x.dim() >= 1, "{}: input must be at least 1-d, got shape {}", op, x.shape());
+  if (!param.defined()) return;
+  check<ShapeError>(param.dim() == 1 && param.size(0) == x.size(-1),
+                    "{}: {} of shape {} for input of shape {}", op, what, param.shape(),
+                    x.shape());
+}
+
+// Shared by both norms: y = xhat * w + b, where xhat = (x - mean) * rstd (mean = 0 for
+// RMSNorm). Returns the op wired to x, weight, bias.
+template <typename T>
+Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight,
+                           const Var<T>& bias, double eps, bool centre) {
+  const Tensor<T> xc = x.value().contiguous();
+  const int64_t C = x.size(-1), rows = C == 0 ? 0 : xc.numel() / C;
+  Tensor<T> xhat(xc.shape());
+  Tensor<T> rstd({rows});
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* in = xc.data() + r * C;
+    T* out = xhat.data() + r * C;
+    T mu = 0;
+    if (centre) {
+      for (int64_t c = 0; c < C; ++c) mu += in[c];
+      mu /= static_cast<T>(C);
+    }
+    T var = 0;
+    for (int64_t c = 0; c < C; ++c) var += (in[c] - mu) * (in[c] - mu);
+    var /= static_cast<T>(C);
+    const T s = T(1) / std::sqrt(var + static_cast<T>(eps));
+    rstd.data()[r] = s;
+    for (int64_t c = 0; c < C; ++c) out[c] = (in[c] - mu) * s;
+  }
+
+  Tensor<T> y = xhat.clone();
+  const Tensor<T> wc = weight.defined() ? weight.value().contiguous() : Tensor<T>();
+  const Tensor<T> bc = bias.defined() ? bias.value().contiguous() : Tensor<T>();
+  for (int64_t r = 0; r < rows; ++r) {
+    T* yr = y.data() + r * C;
+    if (wc.defined())
+      for (int64_t c = 0; c < C; ++c) yr[c] *= wc.data()[c];
+    if (bc.defined())
+      for (int64_t c = 0; c < C; ++c) yr[c] += bc.data()[c];
+  }
+
+  std::vector<Var<T>> inputs{x};
+  if (weight.defined()) inputs.push_back(weight);
+  if (bias.defined()) inputs.push_back(bias);
+  const bool has_weight = weight.defined(), has_bias = bias.defined();
+  return make_op<T>(
+      op, std::move(y), std::move(inputs),
+      [xhat, rstd, wc, C, rows, centre, has_weight, has_bias](const std::vector<Var<T>>& in,
+                                                              const Tensor<T>& g) {
+        const Tensor<T> gc = g.contiguous();
+        if (has_weight && in[1].requires_grad()) {
+          Tensor<T> dw({C});
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < C; ++c)
+              dw.data()[c] += gc.data()[r * C + c] * xhat.data()[r * C + c];
+          in[1].add_grad(std::move(dw));
+        }
+        const size_t bias_slot = has_weight ? 2 : 1;
+        if (has_bias && in[bias_slot].requires_grad()) {
+          Tensor<T> db({C});
+          for (int64_t r = 0; r < rows; ++r)
+            for (int64_t c = 0; c < C; ++c) db.data()[c] += gc.data()[r * C + c];
+          in[bias_slot].add_grad(std::move(db));
+        }
+        if (!in[0].requires_grad()) return;
+        Tensor<T> dx(xhat.shape());
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          const T* gr = gc.data() + r * C;
+          const T* xh = xhat.data() + r * C;
+          T* d = dx.data() + r * C;
+          T mean_dxhat = 0, mean_dxhat_xhat = 0;
+          for (int64_t c = 0; c < C; ++c) {
+            const T dxhat = has_weight ? gr[c] * wc.data()[c] : gr[c];
+            d[c] = dxhat;
+            mean_dxhat += dxhat;
+            mean_dxhat_xhat += dxhat * xh[c];
+          }
+          mean_dxhat = centre ? mean_dxhat / static_cast<T>(C) : T(0);
+          mean_dxhat_xhat /= static_cast<T>(C);
+          const T s = rstd.data()[r];
+          for (int64_t c = 0; c < C; ++c)
+            d[c] = s * (d[c] - mean_dxhat - xh[c] * mean_dxhat_xhat);
+        }
+        in[0].add_grad(std::move(dx));
+      });
+}
+
+}  // namespace detail
+
+// (x - mean) / sqrt(var + eps) * weight + bias over the last axis (biased variance).
+template <typename T>
+Var<T> layer_norm(const Var<T>& x, const Var<T>& weight = {}, const Var<T>& bias = {},
+                  double eps = 1e-5) {
+  detail::check_norm_params("layer_norm", x, weight, "weight");
+  detail::check_norm_params("layer_norm", x, bias, "bias");
+  return detail::normalize_last_axis("layer_norm", x, weight, bias, eps, /*centre=*/true);
+}
+
+// x / sqrt(mean(x^2) + eps) * weight over the last axis.
+template <typename T>
+Var<T> rms_norm(const Var<T>& x, const Var<T>& weight = {}, double eps = 1e-6) {
+  detail::check_norm_params("rms_norm", x, weight, "weight");
+  return detail::normalize_last_axis("rms_norm", x, weight, Var<T>(), eps, /*centre=*/false);
+}
+
+}  // namespace minimoe
