@@ -4,7 +4,6 @@
 #include <cstdio>
 
 #include <minimoe/minimoe.hpp>
-#include <minimoe/optim/adamw.hpp>
 
 using namespace minimoe;
 

@@ -12,6 +12,7 @@
 //   kernels/   raw-pointer compute with no autograd (routing plans, grouped GEMM)
 //   nn/        modules: Linear, norms, Attention, Router, Expert, MoELayer
 //   models/    GPTConfig, presets, GPT
+//   optim/     AdamW
 //   io/        safetensors and model files
 #pragma once
 
@@ -55,6 +56,8 @@
 #include "minimoe/models/config.hpp"
 #include "minimoe/models/gpt.hpp"
 #include "minimoe/models/presets.hpp"
+
+#include "minimoe/optim/adamw.hpp"
 
 #include "minimoe/io/atomic_file.hpp"
 #include "minimoe/io/model_file.hpp"
