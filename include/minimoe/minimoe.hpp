@@ -40,12 +40,15 @@
 #include "minimoe/ops/shape.hpp"
 #include "minimoe/ops/softmax.hpp"
 
+#include "minimoe/kernels/activation.hpp"
+#include "minimoe/kernels/grouped_gemm.hpp"
 #include "minimoe/kernels/routing.hpp"
 
 #include "minimoe/nn/attention.hpp"
 #include "minimoe/nn/dropout.hpp"
 #include "minimoe/nn/embedding.hpp"
 #include "minimoe/nn/expert.hpp"
+#include "minimoe/nn/expert_dispatch.hpp"
 #include "minimoe/nn/init.hpp"
 #include "minimoe/nn/linear.hpp"
 #include "minimoe/nn/module.hpp"

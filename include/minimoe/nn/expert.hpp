@@ -14,36 +14,11 @@
 
 #include <string>
 
+#include "minimoe/kernels/activation.hpp"
 #include "minimoe/nn/linear.hpp"
 #include "minimoe/ops/pointwise.hpp"
 
 namespace minimoe {
-
-enum class Activation { GELU, GELUExact, ReLU, SiLU, ReLU2 };
-
-inline const char* to_string(Activation a) {
-  switch (a) {
-    case Activation::GELU:
-      return "gelu";
-    case Activation::GELUExact:
-      return "gelu_exact";
-    case Activation::ReLU:
-      return "relu";
-    case Activation::SiLU:
-      return "silu";
-    case Activation::ReLU2:
-      return "relu2";
-  }
-  return "?";
-}
-
-inline Activation activation_from_string(const std::string& name) {
-  for (Activation a : {Activation::GELU, Activation::GELUExact, Activation::ReLU, Activation::SiLU,
-                       Activation::ReLU2})
-    if (name == to_string(a)) return a;
-  throw ValueError(fmt::format(
-      "unknown activation '{}' (expected gelu, gelu_exact, relu, silu or relu2)", name));
-}
 
 template <typename T>
 Var<T> activate(const Var<T>& x, Activation a) {

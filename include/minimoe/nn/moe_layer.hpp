@@ -8,7 +8,9 @@
 //
 // Only the chosen experts run on each token: the routing plan groups the (token, slot) pairs
 // by expert, each expert runs once on its rows, and the weighted rows are added back into
-// token order. Dropped pairs (capacity) add nothing, so their tokens keep the residual only.
+// token order (nn/expert_dispatch.hpp; standard Experts take the grouped-GEMM path unless
+// `dispatch` says otherwise). Dropped pairs (capacity) add nothing, so their tokens keep the
+// residual only.
 // Shared experts (DeepSeekMoE) see every token. Any module with the Expert interface works as
 // ExpertT; the layer only needs operator() on [rows, C] and visit().
 #pragma once
@@ -16,7 +18,10 @@
 #include <string>
 #include <vector>
 
+#include <type_traits>
+
 #include "minimoe/nn/expert.hpp"
+#include "minimoe/nn/expert_dispatch.hpp"
 #include "minimoe/nn/router.hpp"
 #include "minimoe/ops/shape.hpp"
 
@@ -31,6 +36,7 @@ struct MoELayer {
   std::vector<ExpertT> experts;
   std::vector<ExpertT> shared_experts;
   Routing<T> last;  // routing of the latest forward: losses and load statistics
+  enum class Dispatch { Grouped, Loop } dispatch = Dispatch::Grouped;  // Loop: the reference
 
   MoELayer() = default;
   MoELayer(const RouterConfig& router_config, const ExpertConfig& expert_config, Rng& rng,
@@ -52,7 +58,13 @@ struct MoELayer {
                       x.shape(), C);
     const Var<T> tokens = reshape(x, {-1, C});  // [N, C]
     last = router(tokens);
-    Var<T> y = combine(tokens, last);
+    Var<T> y;
+    if constexpr (std::is_same_v<ExpertT, Expert<T>>) {
+      y = dispatch == Dispatch::Grouped ? dispatch_grouped(tokens, last.weights, last.plan, experts)
+                                        : dispatch_loop(tokens, last.weights, last.plan, experts);
+    } else {
+      y = dispatch_loop(tokens, last.weights, last.plan, experts);
+    }
     for (const ExpertT& s : shared_experts) y = y + s(tokens);
     return reshape(y, x.shape());
   }
@@ -62,33 +74,6 @@ struct MoELayer {
     for (size_t e = 0; e < experts.size(); ++e) v.child("experts." + std::to_string(e), experts[e]);
     for (size_t s = 0; s < shared_experts.size(); ++s)
       v.child("shared_experts." + std::to_string(s), shared_experts[s]);
-  }
-
- private:
-  static Tensor<int32_t> index_tensor(const std::vector<int32_t>& v, size_t begin, size_t end) {
-    const auto n = static_cast<int64_t>(end - begin);
-    Tensor<int32_t> t({n});
-    std::copy(v.begin() + static_cast<std::ptrdiff_t>(begin),
-              v.begin() + static_cast<std::ptrdiff_t>(end), t.data());
-    return t;
-  }
-
-  // Runs each expert on its rows and adds the weighted results back into token order.
-  Var<T> combine(const Var<T>& tokens, const Routing<T>& r) const {
-    const RoutingPlan& plan = r.plan;
-    const int64_t N = tokens.size(0), C = tokens.size(1);
-    std::vector<Var<T>> outputs;
-    for (int64_t e = 0; e < plan.experts; ++e) {
-      if (plan.load(e) == 0) continue;
-      const Tensor<int32_t> rows =
-          index_tensor(plan.token_of, plan.offsets[e], plan.offsets[e + 1]);
-      outputs.push_back(experts[e](index_select(tokens, 0, rows)));  // [n_e, C]
-    }
-    if (outputs.empty()) return Var<T>(Tensor<T>({N, C}));
-    const Tensor<int32_t> pairs = index_tensor(plan.pair_of, 0, plan.pair_of.size());
-    const Var<T> w = reshape(index_select(reshape(r.weights, {-1}), 0, pairs), {-1, 1});  // [R, 1]
-    const Var<T> routed = outputs.size() == 1 ? outputs[0] : concat(outputs, 0);          // [R, C]
-    return index_add(routed * w, index_tensor(plan.token_of, 0, plan.token_of.size()), N);
   }
 };
 

@@ -21,11 +21,10 @@ inline constexpr int32_t kIgnoreIndex = -100;
 template <typename T>
 Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
                      int32_t ignore_index = kIgnoreIndex) {
-  check<ShapeError>(logits.dim() >= 1 && targets.dim() == logits.dim() - 1 &&
-                        std::equal(targets.shape().begin(), targets.shape().end(),
-                                   logits.shape().begin()),
-                    "cross_entropy: targets of shape {} for logits of shape {}", targets.shape(),
-                    logits.shape());
+  check<ShapeError>(
+      logits.dim() >= 1 && targets.dim() == logits.dim() - 1 &&
+          std::equal(targets.shape().begin(), targets.shape().end(), logits.shape().begin()),
+      "cross_entropy: targets of shape {} for logits of shape {}", targets.shape(), logits.shape());
   const int64_t V = logits.size(-1);
   check<ShapeError>(V > 0, "cross_entropy: logits of shape {} have no classes", logits.shape());
   const Tensor<int32_t> tc = targets.contiguous();
@@ -34,13 +33,15 @@ Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
   for (int64_t r = 0; r < rows; ++r) {
     const int32_t t = tc.data()[r];
     if (t == ignore_index) continue;
-    check<IndexError>(t >= 0 && t < V, "cross_entropy: target {} out of range [0, {}) at position {}",
-                      t, V, r);
+    check<IndexError>(t >= 0 && t < V,
+                      "cross_entropy: target {} out of range [0, {}) at position {}", t, V, r);
     ++valid;
   }
 
   const Tensor<T> xc = logits.value().contiguous();
-  Tensor<T> lse({rows});  // logsumexp of each row, reused by backward
+  // logsumexp of each row as max + log(sum(exp(x - max))), the two parts kept apart: their sum
+  // would round log(sum) to the precision of max (about 1e-3 for float logits of 1e4).
+  Tensor<T> row_max({rows}), log_sum({rows});
   double total = 0;
 #pragma omp parallel for reduction(+ : total) schedule(static)
   for (int64_t r = 0; r < rows; ++r) {
@@ -48,30 +49,31 @@ Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
     const T max = *std::max_element(x, x + V);
     T sum = 0;
     for (int64_t c = 0; c < V; ++c) sum += std::exp(x[c] - max);
-    lse.data()[r] = max + std::log(sum);
+    row_max.data()[r] = max;
+    log_sum.data()[r] = std::log(sum);
     const int32_t t = tc.data()[r];
-    if (t != ignore_index) total += static_cast<double>(lse.data()[r] - x[t]);
+    if (t != ignore_index) total += static_cast<double>((max - x[t]) + log_sum.data()[r]);
   }
   const T scale = valid == 0 ? T(0) : T(1) / static_cast<T>(valid);
   Tensor<T> loss = Tensor<T>::scalar(static_cast<T>(total) * scale);
 
-  return make_op<T>(
-      "cross_entropy", std::move(loss), {logits},
-      [xc, tc, lse, V, rows, scale, ignore_index](const std::vector<Var<T>>& in,
-                                                  const Tensor<T>& g) {
-        const T s = g.item() * scale;
-        Tensor<T> dx(xc.shape());
+  return make_op<T>("cross_entropy", std::move(loss), {logits},
+                    [xc, tc, row_max, log_sum, V, rows, scale, ignore_index](
+                        const std::vector<Var<T>>& in, const Tensor<T>& g) {
+                      const T s = g.item() * scale;
+                      Tensor<T> dx(xc.shape());
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-          const int32_t t = tc.data()[r];
-          if (t == ignore_index) continue;
-          const T* x = xc.data() + r * V;
-          T* d = dx.data() + r * V;
-          for (int64_t c = 0; c < V; ++c) d[c] = s * std::exp(x[c] - lse.data()[r]);
-          d[t] -= s;
-        }
-        in[0].add_grad(std::move(dx));
-      });
+                      for (int64_t r = 0; r < rows; ++r) {
+                        const int32_t t = tc.data()[r];
+                        if (t == ignore_index) continue;
+                        const T* x = xc.data() + r * V;
+                        T* d = dx.data() + r * V;
+                        const T max = row_max.data()[r], ls = log_sum.data()[r];
+                        for (int64_t c = 0; c < V; ++c) d[c] = s * std::exp((x[c] - max) - ls);
+                        d[t] -= s;
+                      }
+                      in[0].add_grad(std::move(dx));
+                    });
 }
 
 }  // namespace minimoe

@@ -33,9 +33,10 @@ Var<T> sqrt(const Var<T>& x) {
       "sqrt", x, [](T v) { return std::sqrt(v); }, [](T, T y) { return T(0.5) / y; });
 }
 
-// x^p for a constant exponent p.
+// x^p for a constant exponent p. p does not take part in deducing T, so pow(x, 2) and
+// pow(x, 0.5) work for Var<float> as well as Var<double>.
 template <typename T>
-Var<T> pow(const Var<T>& x, T p) {
+Var<T> pow(const Var<T>& x, typename Var<T>::Scalar p) {
   return unary_op(
       "pow", x, [p](T v) { return std::pow(v, p); },
       [p](T v, T) { return p == T(0) ? T(0) : p * std::pow(v, p - T(1)); });

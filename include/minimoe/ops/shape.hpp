@@ -62,9 +62,10 @@ Var<T> concat(const std::vector<Var<T>>& xs, int64_t axis) {
   Shape shape = xs[0].shape();
   shape[ax] = 0;
   for (size_t i = 0; i < xs.size(); ++i) {
+    // Compare ranks first: size(ax) of an input with fewer axes would throw its own error.
     Shape expected = xs[0].shape();
-    expected[ax] = xs[i].size(ax);
-    check<ShapeError>(xs[i].dim() == xs[0].dim() && xs[i].shape() == expected,
+    if (xs[i].dim() == xs[0].dim()) expected[ax] = xs[i].size(ax);
+    check<ShapeError>(xs[i].shape() == expected,
                       "concat: input {} has shape {}, incompatible with {} along axis {}", i,
                       xs[i].shape(), xs[0].shape(), axis);
     shape[ax] += xs[i].size(ax);
@@ -96,8 +97,9 @@ std::vector<Var<T>> split(const Var<T>& x, const std::vector<int64_t>& sizes, in
     check<ValueError>(s >= 0, "split: negative size {} in {}", s, sizes);
     total += s;
   }
-  check<ShapeError>(total == x.size(ax), "split: sizes {} add up to {}, not the extent {} of axis {}",
-                    sizes, total, x.size(ax), axis);
+  check<ShapeError>(total == x.size(ax),
+                    "split: sizes {} add up to {}, not the extent {} of axis {}", sizes, total,
+                    x.size(ax), axis);
   std::vector<Var<T>> pieces;
   int64_t start = 0;
   for (int64_t s : sizes) {
@@ -117,8 +119,8 @@ Var<T> index_select(const Var<T>& x, int64_t axis, const Tensor<int32_t>& index)
   const int64_t n = x.size(ax), k = ic.numel();
   for (int64_t j = 0; j < k; ++j)
     check<IndexError>(ic.data()[j] >= 0 && ic.data()[j] < n,
-                      "index_select: index {} out of range [0, {}) at position {}", ic.data()[j],
-                      n, j);
+                      "index_select: index {} out of range [0, {}) at position {}", ic.data()[j], n,
+                      j);
   int64_t outer = 1, inner = 1;
   for (int64_t i = 0; i < ax; ++i) outer *= x.size(i);
   for (int64_t i = ax + 1; i < x.dim(); ++i) inner *= x.size(i);

@@ -33,8 +33,10 @@ void softmax_rows(const Tensor<T>& xc, Tensor<T>& out, bool log_space) {
     T sum = 0;
     for (int64_t c = 0; c < C; ++c) sum += std::exp(x[c] - max);
     if (log_space) {
-      const T shift = max + std::log(sum);
-      for (int64_t c = 0; c < C; ++c) y[c] = x[c] - shift;
+      // (x - max) - log(sum), not x - (max + log(sum)): the latter rounds log(sum) to the
+      // precision of max, which costs a float about 1e-3 at logits of 1e4.
+      const T log_sum = std::log(sum);
+      for (int64_t c = 0; c < C; ++c) y[c] = (x[c] - max) - log_sum;
     } else {
       const T inv = T(1) / sum;
       for (int64_t c = 0; c < C; ++c) y[c] = std::exp(x[c] - max) * inv;
@@ -75,23 +77,22 @@ Var<T> log_softmax(const Var<T>& x) {
   detail::check_last_axis(x, "log_softmax");
   Tensor<T> y(x.shape());
   detail::softmax_rows(x.value().contiguous(), y, /*log_space=*/true);
-  return make_op<T>(
-      "log_softmax", y, {x}, [y](const std::vector<Var<T>>& in, const Tensor<T>& g) {
-        // dx = g - exp(y) * sum(g) row by row; fully masked rows get no gradient
-        constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-        const Tensor<T> gc = g.contiguous();
-        const int64_t C = y.size(-1), rows = C == 0 ? 0 : y.numel() / C;
-        Tensor<T> dx(y.shape());
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* yr = y.data() + r * C;
-          const T* gr = gc.data() + r * C;
-          if (std::all_of(yr, yr + C, [](T v) { return v == kNegInf; })) continue;
-          T total = 0;
-          for (int64_t c = 0; c < C; ++c) total += gr[c];
-          for (int64_t c = 0; c < C; ++c) dx.data()[r * C + c] = gr[c] - std::exp(yr[c]) * total;
-        }
-        in[0].add_grad(std::move(dx));
-      });
+  return make_op<T>("log_softmax", y, {x}, [y](const std::vector<Var<T>>& in, const Tensor<T>& g) {
+    // dx = g - exp(y) * sum(g) row by row; fully masked rows get no gradient
+    constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+    const Tensor<T> gc = g.contiguous();
+    const int64_t C = y.size(-1), rows = C == 0 ? 0 : y.numel() / C;
+    Tensor<T> dx(y.shape());
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* yr = y.data() + r * C;
+      const T* gr = gc.data() + r * C;
+      if (std::all_of(yr, yr + C, [](T v) { return v == kNegInf; })) continue;
+      T total = 0;
+      for (int64_t c = 0; c < C; ++c) total += gr[c];
+      for (int64_t c = 0; c < C; ++c) dx.data()[r * C + c] = gr[c] - std::exp(yr[c]) * total;
+    }
+    in[0].add_grad(std::move(dx));
+  });
 }
 
 }  // namespace minimoe
