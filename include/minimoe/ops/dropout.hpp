@@ -17,8 +17,7 @@ Var<T> dropout(const Var<T>& x, double p, Rng& rng, bool training = true) {
   if (!training || p == 0.0) return x;
   const T keep_scale = p == 1.0 ? T(0) : static_cast<T>(1.0 / (1.0 - p));
   Tensor<T> mask(x.shape());  // 0 or 1/(1-p)
-  for (int64_t i = 0; i < mask.numel(); ++i)
-    mask.data()[i] = rng.uniform() < p ? T(0) : keep_scale;
+  for (int64_t i = 0; i < mask.numel(); ++i) mask.data()[i] = rng.uniform() < p ? T(0) : keep_scale;
   Tensor<T> out = x.value().clone();
   out.array() *= mask.array();
   return make_op<T>("dropout", std::move(out), {x},

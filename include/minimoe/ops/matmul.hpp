@@ -79,8 +79,8 @@ struct GemmOperand {
 // out_i += op(a_i) op(b_i) for i < batch; with `reduce_into_one` every product is added into
 // the single matrix out_0 (the gradient of a shared operand).
 template <typename T>
-void batched_gemm(const GemmOperand<T>& a, const GemmOperand<T>& b, Tensor<T>& out,
-                  int64_t batch, bool reduce_into_one = false) {
+void batched_gemm(const GemmOperand<T>& a, const GemmOperand<T>& b, Tensor<T>& out, int64_t batch,
+                  bool reduce_into_one = false) {
   const int64_t m = a.transposed ? a.cols : a.rows, n = b.transposed ? b.rows : b.cols;
   for (int64_t i = 0; i < batch; ++i) {
     const auto ai = matrix_at(a.t, a.shared ? 0 : i, a.rows, a.cols);
@@ -98,8 +98,8 @@ void batched_gemm(const GemmOperand<T>& a, const GemmOperand<T>& b, Tensor<T>& o
 template <typename T>
 Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a = false,
               bool transpose_b = false) {
-  const detail::MatmulShape s = detail::matmul_shape(a.shape(), b.shape(), transpose_a,
-                                                     transpose_b);
+  const detail::MatmulShape s =
+      detail::matmul_shape(a.shape(), b.shape(), transpose_a, transpose_b);
   const Tensor<T> ac = a.value().contiguous();
   const Tensor<T> bc = b.value().contiguous();
   // With a shared b and an untransposed a, all of a's rows form one [batch * M, K] matrix.
@@ -115,34 +115,31 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a = false,
   detail::batched_gemm(Operand{ac, a_rows, a_cols, transpose_a},
                        Operand{bc, b_rows, b_cols, transpose_b, s.shared_b}, out, batch);
 
-  return make_op<T>(
-      "matmul", std::move(out), {a, b},
-      [=](const std::vector<Var<T>>& in, const Tensor<T>& g) {
-        const Tensor<T> gc = g.contiguous();
-        const Operand G{gc, m, s.n, false};
-        // C = op(A) op(B) gives d op(A) = G op(B)^T and d op(B) = op(A)^T G; a transposed
-        // operand stores the transpose of that: dA = op(B) G^T, dB = G^T op(A).
-        if (in[0].requires_grad()) {
-          Tensor<T> da(in[0].shape());
-          const Operand B{bc, b_rows, b_cols, transpose_b, s.shared_b};
-          if (!transpose_a)
-            detail::batched_gemm(G, Operand{bc, b_rows, b_cols, !transpose_b, s.shared_b}, da,
-                                 batch);
-          else
-            detail::batched_gemm(B, Operand{gc, m, s.n, true}, da, batch);
-          in[0].add_grad(std::move(da));
-        }
-        if (in[1].requires_grad()) {
-          Tensor<T> db(in[1].shape());
-          if (!transpose_b)
-            detail::batched_gemm(Operand{ac, a_rows, a_cols, !transpose_a}, G, db, batch,
-                                 s.shared_b);
-          else
-            detail::batched_gemm(Operand{gc, m, s.n, true},
-                                 Operand{ac, a_rows, a_cols, transpose_a}, db, batch, s.shared_b);
-          in[1].add_grad(std::move(db));
-        }
-      });
+  return make_op<
+      T>("matmul", std::move(out), {a, b}, [=](const std::vector<Var<T>>& in, const Tensor<T>& g) {
+    const Tensor<T> gc = g.contiguous();
+    const Operand G{gc, m, s.n, false};
+    // C = op(A) op(B) gives d op(A) = G op(B)^T and d op(B) = op(A)^T G; a transposed
+    // operand stores the transpose of that: dA = op(B) G^T, dB = G^T op(A).
+    if (in[0].requires_grad()) {
+      Tensor<T> da(in[0].shape());
+      const Operand B{bc, b_rows, b_cols, transpose_b, s.shared_b};
+      if (!transpose_a)
+        detail::batched_gemm(G, Operand{bc, b_rows, b_cols, !transpose_b, s.shared_b}, da, batch);
+      else
+        detail::batched_gemm(B, Operand{gc, m, s.n, true}, da, batch);
+      in[0].add_grad(std::move(da));
+    }
+    if (in[1].requires_grad()) {
+      Tensor<T> db(in[1].shape());
+      if (!transpose_b)
+        detail::batched_gemm(Operand{ac, a_rows, a_cols, !transpose_a}, G, db, batch, s.shared_b);
+      else
+        detail::batched_gemm(Operand{gc, m, s.n, true}, Operand{ac, a_rows, a_cols, transpose_a},
+                             db, batch, s.shared_b);
+      in[1].add_grad(std::move(db));
+    }
+  });
 }
 
 }  // namespace minimoe

@@ -22,8 +22,7 @@ void check_norm_params(const char* op, const Var<T>& x, const Var<T>& param, con
   check<ShapeError>(x.dim() >= 1, "{}: input must be at least 1-d, got shape {}", op, x.shape());
   if (!param.defined()) return;
   check<ShapeError>(param.dim() == 1 && param.size(0) == x.size(-1),
-                    "{}: {} of shape {} for input of shape {}", op, what, param.shape(),
-                    x.shape());
+                    "{}: {} of shape {} for input of shape {}", op, what, param.shape(), x.shape());
 }
 
 // Shared by both norms: y = xhat * w + b, where xhat = (x - mean) * rstd (mean = 0 for
@@ -67,47 +66,46 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
   if (weight.defined()) inputs.push_back(weight);
   if (bias.defined()) inputs.push_back(bias);
   const bool has_weight = weight.defined(), has_bias = bias.defined();
-  return make_op<T>(
-      op, std::move(y), std::move(inputs),
-      [xhat, rstd, wc, C, rows, centre, has_weight, has_bias](const std::vector<Var<T>>& in,
-                                                              const Tensor<T>& g) {
-        const Tensor<T> gc = g.contiguous();
-        if (has_weight && in[1].requires_grad()) {
-          Tensor<T> dw({C});
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < C; ++c)
-              dw.data()[c] += gc.data()[r * C + c] * xhat.data()[r * C + c];
-          in[1].add_grad(std::move(dw));
-        }
-        const size_t bias_slot = has_weight ? 2 : 1;
-        if (has_bias && in[bias_slot].requires_grad()) {
-          Tensor<T> db({C});
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t c = 0; c < C; ++c) db.data()[c] += gc.data()[r * C + c];
-          in[bias_slot].add_grad(std::move(db));
-        }
-        if (!in[0].requires_grad()) return;
-        Tensor<T> dx(xhat.shape());
+  return make_op<T>(op, std::move(y), std::move(inputs),
+                    [xhat, rstd, wc, C, rows, centre, has_weight, has_bias](
+                        const std::vector<Var<T>>& in, const Tensor<T>& g) {
+                      const Tensor<T> gc = g.contiguous();
+                      if (has_weight && in[1].requires_grad()) {
+                        Tensor<T> dw({C});
+                        for (int64_t r = 0; r < rows; ++r)
+                          for (int64_t c = 0; c < C; ++c)
+                            dw.data()[c] += gc.data()[r * C + c] * xhat.data()[r * C + c];
+                        in[1].add_grad(std::move(dw));
+                      }
+                      const size_t bias_slot = has_weight ? 2 : 1;
+                      if (has_bias && in[bias_slot].requires_grad()) {
+                        Tensor<T> db({C});
+                        for (int64_t r = 0; r < rows; ++r)
+                          for (int64_t c = 0; c < C; ++c) db.data()[c] += gc.data()[r * C + c];
+                        in[bias_slot].add_grad(std::move(db));
+                      }
+                      if (!in[0].requires_grad()) return;
+                      Tensor<T> dx(xhat.shape());
 #pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-          const T* gr = gc.data() + r * C;
-          const T* xh = xhat.data() + r * C;
-          T* d = dx.data() + r * C;
-          T mean_dxhat = 0, mean_dxhat_xhat = 0;
-          for (int64_t c = 0; c < C; ++c) {
-            const T dxhat = has_weight ? gr[c] * wc.data()[c] : gr[c];
-            d[c] = dxhat;
-            mean_dxhat += dxhat;
-            mean_dxhat_xhat += dxhat * xh[c];
-          }
-          mean_dxhat = centre ? mean_dxhat / static_cast<T>(C) : T(0);
-          mean_dxhat_xhat /= static_cast<T>(C);
-          const T s = rstd.data()[r];
-          for (int64_t c = 0; c < C; ++c)
-            d[c] = s * (d[c] - mean_dxhat - xh[c] * mean_dxhat_xhat);
-        }
-        in[0].add_grad(std::move(dx));
-      });
+                      for (int64_t r = 0; r < rows; ++r) {
+                        const T* gr = gc.data() + r * C;
+                        const T* xh = xhat.data() + r * C;
+                        T* d = dx.data() + r * C;
+                        T mean_dxhat = 0, mean_dxhat_xhat = 0;
+                        for (int64_t c = 0; c < C; ++c) {
+                          const T dxhat = has_weight ? gr[c] * wc.data()[c] : gr[c];
+                          d[c] = dxhat;
+                          mean_dxhat += dxhat;
+                          mean_dxhat_xhat += dxhat * xh[c];
+                        }
+                        mean_dxhat = centre ? mean_dxhat / static_cast<T>(C) : T(0);
+                        mean_dxhat_xhat /= static_cast<T>(C);
+                        const T s = rstd.data()[r];
+                        for (int64_t c = 0; c < C; ++c)
+                          d[c] = s * (d[c] - mean_dxhat - xh[c] * mean_dxhat_xhat);
+                      }
+                      in[0].add_grad(std::move(dx));
+                    });
 }
 
 }  // namespace detail

@@ -79,8 +79,7 @@ template <typename T>
 Var<T> scaled_sum_axis(const char* name, const Var<T>& x, int64_t axis, bool keepdim,
                        bool average) {
   const AxisSplit s = split_axis(x.shape(), axis, keepdim, name);
-  const T scale = average ? (s.n == 0 ? std::numeric_limits<T>::quiet_NaN() : T(1) / T(s.n))
-                          : T(1);
+  const T scale = average ? (s.n == 0 ? std::numeric_limits<T>::quiet_NaN() : T(1) / T(s.n)) : T(1);
   Tensor<T> out = sum_axis(x.value().contiguous(), s, scale);
   return make_op<T>(name, std::move(out), {x},
                     [s, scale](const std::vector<Var<T>>& in, const Tensor<T>& g) {
