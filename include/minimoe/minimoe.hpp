@@ -14,6 +14,8 @@
 //   models/    GPTConfig, presets, GPT
 //   optim/     AdamW
 //   io/        safetensors and model files
+//   text/      tokenizers: bytes, byte-level BPE (training, files), GPT-2's vocabulary
+//   data/      token files, the mixed multi-domain dataset
 #pragma once
 
 #include "minimoe/error.hpp"
@@ -65,3 +67,17 @@
 #include "minimoe/io/atomic_file.hpp"
 #include "minimoe/io/model_file.hpp"
 #include "minimoe/io/safetensors.hpp"
+
+#include "minimoe/text/bpe.hpp"
+#include "minimoe/text/bpe_file.hpp"
+#include "minimoe/text/bpe_train.hpp"
+#include "minimoe/text/byte_tokenizer.hpp"
+#include "minimoe/text/char_class.hpp"
+#include "minimoe/text/gpt2_vocab.hpp"
+#include "minimoe/text/pretokenize.hpp"
+#include "minimoe/text/special_tokens.hpp"
+#include "minimoe/text/tokenizer.hpp"
+#include "minimoe/text/utf8.hpp"
+
+#include "minimoe/data/dataset.hpp"
+#include "minimoe/data/token_file.hpp"
