@@ -24,7 +24,7 @@ check_format() {
   fi
   echo "=== clang-format"
   local files=()
-  mapfile -d '' files < <(git ls-files -z -- include tests examples bench tools |
+  mapfile -d '' files < <(git ls-files -z -- include tests examples bench tools cli fuzz |
                           grep -zE '\.(hpp|cpp)$')
   ((${#files[@]} > 0)) || return 0
   local before

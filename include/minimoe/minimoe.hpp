@@ -15,7 +15,11 @@
 //   optim/     AdamW
 //   io/        safetensors and model files
 //   text/      tokenizers: bytes, byte-level BPE (training, files), GPT-2's vocabulary
-//   data/      token files, the mixed multi-domain dataset
+//   data/      token files, the mixed multi-domain dataset, corpus preparation
+//   train/     options, schedules, the trainer, checkpoints, metrics, progress, plots
+//   generate/  sampling and KV-cache decoding
+//   analysis/  expert routing per domain
+//   plot/      SVG line charts and heatmaps
 #pragma once
 
 #include "minimoe/error.hpp"
@@ -80,4 +84,20 @@
 #include "minimoe/text/utf8.hpp"
 
 #include "minimoe/data/dataset.hpp"
+#include "minimoe/data/prepare.hpp"
 #include "minimoe/data/token_file.hpp"
+
+#include "minimoe/optim/clip.hpp"
+#include "minimoe/train/checkpoint.hpp"
+#include "minimoe/train/metrics.hpp"
+#include "minimoe/train/options.hpp"
+#include "minimoe/train/plots.hpp"
+#include "minimoe/train/progress.hpp"
+#include "minimoe/train/schedule.hpp"
+#include "minimoe/train/trainer.hpp"
+
+#include "minimoe/generate/generate.hpp"
+#include "minimoe/generate/sampling.hpp"
+
+#include "minimoe/analysis/routing_analysis.hpp"
+#include "minimoe/plot/svg.hpp"

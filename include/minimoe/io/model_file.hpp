@@ -27,8 +27,10 @@ void save_module(Module& module, const std::string& path,
 }
 
 // Copies every tensor of the module from `file`; the names and shapes must match exactly.
+// Tensors whose names start with `ignored_prefix` (when not empty) are not the module's.
 template <typename Module>
-void load_module(Module& module, const SafetensorsFile& file) {
+void load_module(Module& module, const SafetensorsFile& file,
+                 const std::string& ignored_prefix = "") {
   using T = ScalarOf<Module>;
   std::set<std::string> expected;
   for (auto& [name, tensor] : named_tensors(module)) {
@@ -40,8 +42,11 @@ void load_module(Module& module, const SafetensorsFile& file) {
                        tensor.shape());
     tensor.copy_(file.tensor<T>(name));
   }
-  for (const auto& [name, entry] : file.entries())
+  for (const auto& [name, entry] : file.entries()) {
+    if (!ignored_prefix.empty() && name.compare(0, ignored_prefix.size(), ignored_prefix) == 0)
+      continue;
     check<FormatError>(expected.count(name) > 0, "model file: unexpected tensor '{}'", name);
+  }
 }
 
 template <typename T>
@@ -64,10 +69,14 @@ inline GPTConfig read_model_config(const SafetensorsFile& file) {
   }
 }
 
+// Reads model files and training checkpoints (train/checkpoint.hpp) alike: a checkpoint's
+// optimizer state is skipped.
 template <typename T>
 GPT<T> load_model(const SafetensorsFile& file) {
   GPT<T> model(read_model_config(file), /*seed=*/0);
-  load_module(model, file);
+  const auto format = file.metadata().find("format");
+  const bool checkpoint = format != file.metadata().end() && format->second == "minimoe-checkpoint";
+  load_module(model, file, checkpoint ? "optimizer." : "");
   return model;
 }
 

@@ -27,7 +27,10 @@ struct Dropout {
     return dropout(x, p, rng, training);
   }
 
-  void visit(const ModuleVisitor<T>& v) { v.mode(training); }
+  void visit(const ModuleVisitor<T>& v) {
+    v.mode(training);
+    v.rng("rng", rng);
+  }
 };
 
 }  // namespace minimoe

@@ -1,7 +1,8 @@
 // minimoe/nn/module.hpp: the module convention every layer follows.
 //
 // A module is a plain struct with an operator() and one `visit` member that names its
-// parameters, buffers (saved but not trained), train/eval flag and child modules, once:
+// parameters, buffers (saved but not trained), train/eval flag, random streams (dropout,
+// router noise) and child modules, once:
 //
 //   template <typename T> struct Mlp {
 //     using Scalar = T;
@@ -22,6 +23,7 @@
 #include <vector>
 
 #include "minimoe/autograd/var.hpp"
+#include "minimoe/tensor/random.hpp"
 
 namespace minimoe {
 
@@ -31,6 +33,7 @@ class ModuleVisitor {
   using ParameterFn = std::function<void(const std::string& name, Var<T>& parameter)>;
   using BufferFn = std::function<void(const std::string& name, Tensor<T>& buffer)>;
   using ModeFn = std::function<void(bool& training)>;
+  using RngFn = std::function<void(const std::string& name, Rng& rng)>;
 
   ModuleVisitor& on_parameter(ParameterFn fn) {
     parameter_fn_ = std::move(fn);
@@ -42,6 +45,10 @@ class ModuleVisitor {
   }
   ModuleVisitor& on_mode(ModeFn fn) {
     mode_fn_ = std::move(fn);
+    return *this;
+  }
+  ModuleVisitor& on_rng(RngFn fn) {
+    rng_fn_ = std::move(fn);
     return *this;
   }
 
@@ -57,6 +64,10 @@ class ModuleVisitor {
   void mode(bool& training) const {
     if (mode_fn_) mode_fn_(training);
   }
+  // A random stream the forward pass draws from; training checkpoints save where it is.
+  void rng(const std::string& name, Rng& r) const {
+    if (rng_fn_) rng_fn_(prefix_ + name, r);
+  }
   // A child module; its names get the prefix "name.".
   template <typename Module>
   void child(const std::string& name, Module& module) const {
@@ -69,6 +80,7 @@ class ModuleVisitor {
   ParameterFn parameter_fn_;
   BufferFn buffer_fn_;
   ModeFn mode_fn_;
+  RngFn rng_fn_;
   std::string prefix_;
 };
 
@@ -114,6 +126,15 @@ int64_t num_parameters(Module& module) {
   int64_t n = 0;
   for (const auto& p : parameters(module)) n += p.numel();
   return n;
+}
+
+// The module's random streams by name ("blocks.0.attn_dropout.rng", ...), by reference.
+template <typename Module>
+std::vector<std::pair<std::string, Rng*>> named_rngs(Module& module) {
+  std::vector<std::pair<std::string, Rng*>> out;
+  module.visit(ModuleVisitor<ScalarOf<Module>>().on_rng(
+      [&](const std::string& name, Rng& r) { out.emplace_back(name, &r); }));
+  return out;
 }
 
 // Switches dropout, router noise and the like on (training) or off (evaluation).

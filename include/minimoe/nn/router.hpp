@@ -123,6 +123,7 @@ struct Router {
     v.child("gate", gate);
     v.buffer("selection_bias", selection_bias);
     v.mode(training);
+    v.rng("rng", rng);
   }
 
  private:

@@ -37,24 +37,30 @@ namespace minimoe {
 inline constexpr const char* kBpeFormat = "minimoe-bpe";
 inline constexpr int kBpeFormatVersion = 1;
 
-// ValueError for a tokenizer whose ids are not minimoe's layout (GPT-2's vocabulary, which
-// is loaded from its own files); IOError when the file cannot be written.
-inline void save_bpe(const BpeTokenizer& bpe, const std::string& path) {
+// The file's text. ValueError for a tokenizer whose ids are not minimoe's layout (GPT-2's
+// vocabulary, which is loaded from its own files).
+inline std::string bpe_to_string(const BpeTokenizer& bpe) {
   const BpeVocab& vocab = bpe.vocab();
   check<ValueError>(vocab.is_byte_ordered(),
                     "save_bpe: only tokenizers with minimoe's byte-ordered ids can be saved");
   std::vector<std::string> names;
   for (const auto& entry : vocab.special_tokens) names.push_back(entry.first);
-  write_file_atomically(path, [&](std::ostream& out) {
-    // One merge per line: readable, and small diffs between two trainings.
-    out << "{\n  \"format\": \"" << kBpeFormat << "\",\n  \"version\": " << kBpeFormatVersion
-        << ",\n  \"special_tokens\": " << nlohmann::json(names).dump() << ",\n  \"merges\": [";
-    for (size_t i = 0; i < vocab.merges.size(); ++i) {
-      out << (i == 0 ? "\n    [" : ",\n    [") << vocab.merges[i].left << ", "
-          << vocab.merges[i].right << "]";
-    }
-    out << "\n  ]\n}\n";
-  });
+  // One merge per line: readable, and small diffs between two trainings.
+  std::string out = fmt::format(
+      "{{\n  \"format\": \"{}\",\n  \"version\": {},\n  "
+      "\"special_tokens\": {},\n  \"merges\": [",
+      kBpeFormat, kBpeFormatVersion, nlohmann::json(names).dump());
+  for (size_t i = 0; i < vocab.merges.size(); ++i)
+    out += fmt::format("{}[{}, {}]", i == 0 ? "\n    " : ",\n    ", vocab.merges[i].left,
+                       vocab.merges[i].right);
+  out += "\n  ]\n}\n";
+  return out;
+}
+
+// As bpe_to_string, written atomically; IOError when the file cannot be written.
+inline void save_bpe(const BpeTokenizer& bpe, const std::string& path) {
+  const std::string text = bpe_to_string(bpe);
+  write_file_atomically(path, [&](std::ostream& out) { out << text; });
 }
 
 namespace detail {
@@ -112,17 +118,22 @@ inline BpeVocab parse_bpe_file(const std::string& bytes) {
 
 }  // namespace detail
 
-// IOError when the file cannot be read; FormatError, starting with the path, for anything
-// else wrong with it.
-inline BpeTokenizer load_bpe(const std::string& path) {
-  const std::string bytes = read_file(path);
+// A tokenizer from the text of a file; FormatError, starting with `origin` (a path, or where
+// the text was embedded), for anything wrong with it.
+inline BpeTokenizer bpe_from_string(const std::string& bytes, const std::string& origin) {
   try {
     return BpeTokenizer(detail::parse_bpe_file(bytes));
   } catch (const FormatError& e) {
-    throw FormatError(fmt::format("{}: {}", path, e.what()));
+    throw FormatError(fmt::format("{}: {}", origin, e.what()));
   } catch (const ValueError& e) {  // an inconsistent vocabulary
-    throw FormatError(fmt::format("{}: {}", path, e.what()));
+    throw FormatError(fmt::format("{}: {}", origin, e.what()));
   }
+}
+
+// IOError when the file cannot be read; FormatError, starting with the path, for anything
+// else wrong with it.
+inline BpeTokenizer load_bpe(const std::string& path) {
+  return bpe_from_string(read_file(path), path);
 }
 
 }  // namespace minimoe

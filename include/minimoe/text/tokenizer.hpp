@@ -55,6 +55,9 @@ class Tokenizer {
     return std::visit([](const auto& t) -> const SpecialTokens& { return t.special_tokens(); },
                       impl_);
   }
+  bool is_bytes() const { return std::holds_alternative<ByteTokenizer>(impl_); }
+  // The BPE tokenizer (minimoe's own or GPT-2's), or nullptr for bytes.
+  const BpeTokenizer* bpe() const { return std::get_if<BpeTokenizer>(&impl_); }
 
  private:
   std::variant<ByteTokenizer, BpeTokenizer> impl_;
@@ -70,6 +73,22 @@ inline Tokenizer load_tokenizer(const std::string& spec) {
     return Tokenizer(load_gpt2_tokenizer(dir));
   }
   return Tokenizer(load_bpe(spec));
+}
+
+// A tokenizer as a string that model files carry in their metadata, so that a checkpoint
+// describes how to read its ids: "bytes", "gpt2" (GPT-2's vocabulary, too big to embed: its
+// files are looked up when loading), or the text of minimoe's BPE file.
+inline std::string embed_tokenizer(const Tokenizer& tokenizer) {
+  if (tokenizer.is_bytes()) return "bytes";
+  if (!tokenizer.bpe()->vocab().is_byte_ordered()) return "gpt2";
+  return bpe_to_string(*tokenizer.bpe());
+}
+
+// The inverse of embed_tokenizer; "gpt2" loads GPT-2's files from gpt2_dir.
+inline Tokenizer tokenizer_from_embedded(const std::string& embedded, const std::string& gpt2_dir) {
+  if (embedded == "bytes") return Tokenizer(ByteTokenizer());
+  if (embedded == "gpt2") return load_tokenizer("gpt2:" + gpt2_dir);
+  return Tokenizer(bpe_from_string(embedded, "embedded tokenizer"));
 }
 
 }  // namespace minimoe

@@ -1,0 +1,60 @@
+// cli/common.hpp: what the minimoe subcommands share.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <Eigen/Core>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <minimoe/minimoe.hpp>
+
+namespace minimoe::cli {
+
+// Bad input from the user (flags that contradict each other, a run directory in the way):
+// printed with the message and exit code 2, like a parse error.
+struct UsageError : Error {
+  using Error::Error;
+};
+
+// Where GPT-2's encoder.json and vocab.bpe are looked for (scripts/fetch_gpt2_vocab.sh).
+inline const char* const kDefaultGpt2Dir = "data/gpt2";
+
+// 0 keeps the OpenMP default (all cores).
+inline void set_threads(int threads) {
+  if (threads <= 0) return;
+#ifdef _OPENMP
+  omp_set_num_threads(threads);
+#endif
+  Eigen::setNbThreads(threads);
+}
+
+inline int current_threads() {
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
+// The tokenizer a model file or checkpoint carries in its metadata.
+inline Tokenizer tokenizer_of(const SafetensorsFile& file, const std::string& gpt2_dir) {
+  const auto it = file.metadata().find("tokenizer");
+  if (it == file.metadata().end())
+    throw UsageError(
+        "the model file names no tokenizer (it was not written by minimoe train); pass "
+        "--tokenizer");
+  return tokenizer_from_embedded(it->second, gpt2_dir);
+}
+
+void add_train_command(CLI::App& app);
+void add_sample_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_inspect_command(CLI::App& app);
+void add_analyze_command(CLI::App& app);
+
+}  // namespace minimoe::cli

@@ -1,0 +1,270 @@
+// minimoe/train/trainer.hpp: the training loop of a GPT on a Dataset, one step at a time.
+//
+//   Trainer<float> trainer(model, data, options);       // or Trainer(checkpoint, data)
+//   while (!trainer.done()) {
+//     StepReport r = trainer.step();                    // loss, lr, load per layer, ...
+//     if (r.step % 100 == 0) EvalReport e = trainer.evaluate();
+//   }
+//   trainer.save("run/checkpoint.safetensors", tokenizer);
+//
+// One step: grad_accum micro-batches of batch_size windows, each loss scaled by 1/grad_accum
+// and backpropagated (gradients accumulate), then the global norm is clipped and AdamW steps
+// with the scheduled rate. A step is skipped, not applied, when its loss or gradient norm is
+// not finite, or its loss exceeds spike_factor x the running mean (a loss spike); the report
+// says why, and more than max_bad_steps in a row throw TrainingError. Everything a step
+// depends on (weights, moments, the data Rng, the model's random streams, the running mean) is
+// in the checkpoint, so a resumed run takes exactly the steps the uninterrupted one would have
+// with the same thread count.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "minimoe/data/dataset.hpp"
+#include "minimoe/optim/clip.hpp"
+#include "minimoe/train/checkpoint.hpp"
+
+namespace minimoe {
+
+struct TrainingError : Error {
+  using Error::Error;
+};
+
+// The routing of one MoE layer during a step, summed over its micro-batches.
+struct LayerLoad {
+  int64_t layer = 0;
+  std::vector<double> fraction;  // [E] share of the routed (token, slot) pairs per expert
+  int64_t dropped = 0;           // pairs dropped for capacity
+};
+
+struct StepReport {
+  int64_t step = 0;     // the step just taken, from 0
+  double loss = 0;      // cross-entropy, mean over the micro-batches
+  double aux_loss = 0;  // router losses summed over MoE layers, unweighted
+  double z_loss = 0;
+  double lr = 0;
+  double grad_norm = 0;  // before clipping
+  int64_t tokens = 0;
+  double seconds = 0;
+  bool skipped = false;
+  std::string skip_reason;  // "non-finite loss", "non-finite gradient", "loss spike ..."
+  std::vector<LayerLoad> load;
+};
+
+struct DomainEval {
+  std::string name;
+  double loss = 0;
+  int64_t tokens = 0;
+  double perplexity() const { return std::exp(loss); }
+};
+
+struct EvalReport {
+  int64_t step = 0;
+  double loss = 0;  // over all evaluated tokens of every domain
+  std::vector<DomainEval> domains;
+};
+
+// Validation loss per domain, over at most max_batches batches of each domain's validation
+// split, in evaluation mode (the model is left in it).
+template <typename T>
+EvalReport evaluate_model(GPT<T>& model, const Dataset& data, int64_t batch, int64_t context,
+                          int64_t max_batches) {
+  NoGradGuard no_grad;
+  set_training(model, false);
+  EvalReport report;
+  double sum = 0;
+  int64_t count = 0;
+  for (int64_t d = 0; d < data.num_domains(); ++d) {
+    DomainEval e;
+    e.name = data.domain(d).name;
+    double domain_sum = 0;
+    data.for_each_eval_batch(
+        d, batch, context,
+        [&](const Batch& b) {
+          const int64_t n = b.targets.numel();
+          domain_sum += double(cross_entropy(model(b.ids), b.targets).item()) * double(n);
+          e.tokens += n;
+        },
+        max_batches);
+    e.loss = e.tokens > 0 ? domain_sum / double(e.tokens) : NAN;
+    sum += domain_sum;
+    count += e.tokens;
+    report.domains.push_back(e);
+  }
+  report.loss = count > 0 ? sum / double(count) : NAN;
+  return report;
+}
+
+template <typename T>
+class Trainer {
+ public:
+  Trainer(GPT<T>& model, const Dataset& data, const TrainOptions& options)
+      : model_(model),
+        data_(data),
+        options_(options),
+        optimizer_(named_parameters(model), options.adamw),
+        params_(parameters(model)) {
+    options_.validate();
+    check<ValueError>(data.vocab_size() <= model.config.vocab_size,
+                      "train: the data's vocabulary ({}) exceeds the model's ({})",
+                      data.vocab_size(), model.config.vocab_size);
+    check<ValueError>(context() <= model.config.context_length,
+                      "train: context {} exceeds the model's context length {}", context(),
+                      model.config.context_length);
+    state_.data_rng = Rng(options_.seed);
+    state_.total_steps = options_.time_minutes > 0 ? 0 : options_.steps;
+    for (int64_t d = 0; d < data.num_domains(); ++d)
+      state_.domain_tokens[data.domain(d).name] =
+          data.tokens(d, Split::Train) + data.tokens(d, Split::Validation);
+  }
+
+  // Continues a checkpoint's run; c.model must be the model passed here (c.model itself).
+  Trainer(Checkpoint<T>& c, const Dataset& data) : Trainer(c.model, data, c.options) {
+    check<ValueError>(c.state.domain_tokens == state_.domain_tokens,
+                      "train: the data differs from the checkpoint's (tokens per domain: {} now, "
+                      "{} then)",
+                      describe(state_.domain_tokens), describe(c.state.domain_tokens));
+    state_ = c.state;
+    restore_optimizer(optimizer_, c);
+  }
+
+  int64_t context() const {
+    return options_.context > 0 ? options_.context : model_.config.context_length;
+  }
+  const TrainState& state() const { return state_; }
+  const TrainOptions& options() const { return options_; }
+  // The schedule's length: the requested steps, or with a time budget, known once
+  // plan_for_time has been called (0 before).
+  int64_t total_steps() const { return state_.total_steps; }
+  bool done() const { return state_.total_steps > 0 && state_.step >= state_.total_steps; }
+  int64_t tokens_per_step() const { return options_.batch_size * context() * options_.grad_accum; }
+
+  // With a time budget: fixes the number of steps from the speed of the steps so far, keeping
+  // `reserve` of the remaining time for evaluations and checkpoints.
+  void plan_for_time(double seconds_per_step, double reserve = 0.1) {
+    const double left = options_.time_minutes * 60.0 - state_.seconds;
+    const auto more = static_cast<int64_t>(std::max(0.0, left * (1.0 - reserve)) /
+                                           std::max(seconds_per_step, 1e-9));
+    state_.total_steps = std::max<int64_t>(state_.step + more, state_.step + 1);
+  }
+
+  StepReport step() {
+    const auto start = std::chrono::steady_clock::now();
+    StepReport r;
+    r.step = state_.step;
+    r.lr = schedule()(state_.step);
+    set_training(model_, true);
+    const int64_t accum = options_.grad_accum;
+    bool finite = true;
+    for (int64_t micro = 0; micro < accum; ++micro) {
+      const Batch b =
+          data_.sample_batch(Split::Train, options_.batch_size, context(), state_.data_rng);
+      GPTLoss<T> l = model_.loss(b.ids, b.targets);
+      const double ce = l.cross_entropy.item();
+      r.loss += ce / double(accum);
+      r.aux_loss += double(l.aux_loss.item()) / double(accum);
+      r.z_loss += double(l.z_loss.item()) / double(accum);
+      add_load(r.load);
+      if (!std::isfinite(double(l.total.item()))) {
+        finite = false;
+        continue;  // the batch is drawn anyway: the data order does not depend on bad steps
+      }
+      (l.total * T(1.0 / double(accum))).backward();
+    }
+    for (LayerLoad& load : r.load) {
+      double total = 0;
+      for (double f : load.fraction) total += f;
+      for (double& f : load.fraction) f = total > 0 ? f / total : 0;
+    }
+    r.grad_norm = finite ? clip_grad_norm(params_, options_.grad_clip) : NAN;
+    if (!finite || !std::isfinite(r.loss)) {
+      r.skip_reason = "non-finite loss";
+    } else if (!std::isfinite(r.grad_norm)) {
+      r.skip_reason = "non-finite gradient";
+    } else if (options_.spike_factor > 0 && state_.loss_count >= kSpikeWarmup &&
+               r.loss > options_.spike_factor * state_.loss_mean) {
+      r.skip_reason = fmt::format("loss spike ({:.4g} > {} x running mean {:.4g})", r.loss,
+                                  options_.spike_factor, state_.loss_mean);
+    }
+    r.skipped = !r.skip_reason.empty();
+    if (r.skipped) {
+      ++state_.skipped;
+      if (++bad_in_a_row_ > options_.max_bad_steps)
+        throw TrainingError(
+            fmt::format("train: {} bad steps in a row (the last: {}); lower the learning rate or "
+                        "check the data",
+                        bad_in_a_row_, r.skip_reason));
+    } else {
+      bad_in_a_row_ = 0;
+      optimizer_.step(r.lr);
+      // A running mean over about the last 100 steps: slow enough that a spike stands out.
+      const double rate = 1.0 / double(std::min<int64_t>(state_.loss_count + 1, 100));
+      state_.loss_mean += rate * (r.loss - state_.loss_mean);
+      ++state_.loss_count;
+    }
+    optimizer_.zero_grad();
+    r.tokens = tokens_per_step();
+    state_.tokens += r.tokens;
+    ++state_.step;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state_.seconds += r.seconds;
+    return r;
+  }
+
+  // Validation loss per domain over at most eval_batches batches each.
+  EvalReport evaluate() {
+    EvalReport report =
+        evaluate_model(model_, data_, options_.batch_size, context(), options_.eval_batches);
+    report.step = state_.step;
+    set_training(model_, true);
+    return report;
+  }
+
+  void save(const std::string& path, const std::string& tokenizer,
+            const std::map<std::string, std::string>& extra = {}) {
+    save_checkpoint(path, model_, optimizer_, state_, options_, tokenizer, extra);
+  }
+
+  LRSchedule schedule() const {
+    // Before a time budget has fixed the length, the warmup runs against a provisional one.
+    return options_.schedule_for(state_.total_steps > 0 ? state_.total_steps : kProvisionalSteps);
+  }
+
+ private:
+  static constexpr int64_t kSpikeWarmup = 50;  // steps before spikes are judged
+  static constexpr int64_t kProvisionalSteps = 1000000;
+
+  static std::string describe(const std::map<std::string, int64_t>& m) {
+    std::string out;
+    for (const auto& [name, n] : m) out += fmt::format("{}{}={}", out.empty() ? "" : " ", name, n);
+    return out;
+  }
+
+  void add_load(std::vector<LayerLoad>& loads) const {
+    size_t i = 0;
+    for (size_t layer = 0; layer < model_.blocks.size(); ++layer) {
+      const Block<T>& b = model_.blocks[layer];
+      if (!b.is_moe) continue;
+      const RoutingPlan& plan = b.moe.last.plan;
+      if (loads.size() <= i) {
+        loads.push_back({static_cast<int64_t>(layer), std::vector<double>(plan.experts, 0.0), 0});
+      }
+      for (int64_t e = 0; e < plan.experts; ++e) loads[i].fraction[e] += double(plan.requested[e]);
+      loads[i].dropped += plan.dropped;
+      ++i;
+    }
+  }
+
+  GPT<T>& model_;
+  const Dataset& data_;
+  TrainOptions options_;
+  AdamW<T> optimizer_;
+  std::vector<Var<T>> params_;
+  TrainState state_;
+  int64_t bad_in_a_row_ = 0;
+};
+
+}  // namespace minimoe

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# End-to-end tests of the minimoe command line: exit codes and messages for bad input, nothing
+# overwritten by a refused command, and kill -9 / --resume reproducing an uninterrupted run.
+#
+#   tests/cli/test_cli.sh path/to/minimoe [kill-rounds]
+set -euo pipefail
+minimoe=$(realpath "$1")
+rounds=${2:-3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+
+failures=0
+fail() {
+  echo "FAIL: $*" >&2
+  failures=$((failures + 1))
+}
+
+# expect_exit CODE PATTERN -- command...: the command exits with CODE and its stderr matches.
+expect_exit() {
+  local code=$1 pattern=$2
+  shift 3
+  local status=0
+  "$@" >out.txt 2>err.txt || status=$?
+  if [[ $status -ne $code ]]; then
+    fail "'$*' exited with $status, expected $code; stderr: $(cat err.txt)"
+  elif ! grep -q -- "$pattern" err.txt; then
+    fail "'$*': stderr does not mention '$pattern': $(cat err.txt)"
+  fi
+}
+
+# A small corpus of two domains, generated.
+mkdir corpus
+for i in $(seq 1 400); do echo "The cat number $i sat on the mat and looked at the moon."; done >corpus/story.txt
+for i in $(seq 1 400); do echo "int value_$i = compute($i, $((i * 7 % 13)));"; done >corpus/code.txt
+small=(--preset tiny --data corpus --tokenizer bytes --batch-size 2 --context 32 --threads 1
+       --warmup 5 --eval-every 10 --eval-batches 2 --sample-tokens 0)
+
+echo "--- bad input: exit code 2 and a message"
+expect_exit 2 "not-a-flag" -- "$minimoe" train --not-a-flag
+expect_exit 2 "A subcommand is required" -- "$minimoe"
+expect_exit 2 "is not a directory" -- "$minimoe" train --data missing-dir --out run-x
+expect_exit 2 "unknown preset 'huge'" -- "$minimoe" train --preset huge --data corpus --out run-x
+expect_exit 2 "cannot open 'missing.safetensors'" -- "$minimoe" sample --ckpt missing.safetensors
+expect_exit 2 "not a token id" -- sh -c "echo '1 2 x' | '$minimoe' tokenize --decode"
+head -c 100 /dev/urandom >corrupt.safetensors
+expect_exit 2 "corrupt.safetensors" -- "$minimoe" inspect corrupt.safetensors
+
+echo "--- an uninterrupted run"
+"$minimoe" train "${small[@]}" --steps 40 --checkpoint-every 5 --out run-a >/dev/null 2>log-a.txt ||
+  fail "training run-a: $(cat log-a.txt)"
+[[ -f run-a/model.safetensors && -f run-a/loss.svg && -f run-a/expert_load.svg ]] ||
+  fail "run-a lacks its model or plots"
+grep -q '"type":"eval"' run-a/metrics.jsonl || fail "run-a/metrics.jsonl has no evaluation"
+
+echo "--- refused commands leave the run alone"
+before=$(sha256sum run-a/checkpoint.safetensors)
+expect_exit 2 "already holds a run" -- "$minimoe" train "${small[@]}" --steps 40 --out run-a
+expect_exit 2 "cannot change on --resume" -- "$minimoe" train --resume --out run-a --lr 0.1
+expect_exit 2 "no checkpoint" -- "$minimoe" train --resume --out run-none
+long_prompt=$(printf 'word %.0s' $(seq 1 100))
+expect_exit 2 "context" -- "$minimoe" sample --ckpt run-a/model.safetensors --prompt "$long_prompt"
+[[ "$(sha256sum run-a/checkpoint.safetensors)" == "$before" ]] || fail "run-a's checkpoint changed"
+
+echo "--- sample, eval, inspect, analyze"
+"$minimoe" sample --ckpt run-a/model.safetensors --prompt "The cat" --tokens 20 --seed 1 >s1.txt
+"$minimoe" sample --ckpt run-a/checkpoint.safetensors --prompt "The cat" --tokens 20 --seed 1 >s2.txt
+cmp -s s1.txt s2.txt || fail "the same seed sampled different text"
+grep -q "^The cat" s1.txt || fail "the sample does not start with its prompt"
+"$minimoe" eval --ckpt run-a/model.safetensors --data corpus --threads 1 >eval.txt
+grep -q "^story" eval.txt && grep -q "^all" eval.txt || fail "eval printed no per-domain table"
+"$minimoe" inspect run-a/checkpoint.safetensors >inspect.txt
+grep -q "training: step 40 of 40" inspect.txt || fail "inspect does not show the training state"
+"$minimoe" analyze --ckpt run-a/model.safetensors --data corpus --tokens 2048 >analyze.txt
+grep -q "specialisation" analyze.txt && [[ -f run-a/routing.svg ]] || fail "analyze printed no analysis"
+echo "hello, world" | "$minimoe" tokenize >ids.txt
+[[ "$(cat ids.txt)" == "104 101 108 108 111 44 32 119 111 114 108 100 10" ]] || fail "tokenize: $(cat ids.txt)"
+[[ "$("$minimoe" tokenize --decode <ids.txt)" == "hello, world" ]] || fail "tokenize --decode"
+
+echo "--- kill -9 at random moments, then --resume: the same losses as the uninterrupted run"
+losses() { grep '"type":"train"' "$1" | sed -E 's/.*"loss":([^,]*),.*"step":([0-9]+),.*/\2 \1/'; }
+for round in $(seq 1 "$rounds"); do
+  rm -rf run-b
+  "$minimoe" train "${small[@]}" --steps 40 --checkpoint-every 5 --out run-b >/dev/null 2>&1 &
+  pid=$!
+  sleep "$((RANDOM % 2)).$((RANDOM % 10))"
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [[ -f run-b/checkpoint.safetensors ]]; then
+    "$minimoe" train --resume --out run-b --threads 1 --sample-tokens 0 >/dev/null 2>log-b.txt ||
+      fail "round $round: resume failed: $(cat log-b.txt)"
+  else  # killed before the first checkpoint: nothing to resume, start again
+    "$minimoe" train "${small[@]}" --steps 40 --checkpoint-every 5 --out run-b --force \
+      >/dev/null 2>&1 || fail "round $round: restart failed"
+  fi
+  if [[ "$(losses run-a/metrics.jsonl)" != "$(losses run-b/metrics.jsonl)" ]]; then
+    fail "round $round: the resumed run's losses differ"
+    diff <(losses run-a/metrics.jsonl) <(losses run-b/metrics.jsonl) | head -5 >&2
+  fi
+  ls run-b | grep -q '\.tmp\.' && fail "round $round: a temporary file was left behind"
+done
+
+if ((failures > 0)); then
+  echo "$failures failure(s)" >&2
+  exit 1
+fi
+echo "all CLI tests passed"

@@ -1,0 +1,130 @@
+#include <doctest/doctest.h>
+
+#include <cmath>
+
+#include <minimoe/train/trainer.hpp>
+
+#include "train_fixtures.hpp"
+
+using namespace minimoe;
+using test::small_config;
+using test::small_domains;
+using test::small_options;
+using test::TempDir;
+
+TEST_CASE("training lowers the loss on learnable data, and reports every step") {
+  TempDir dir;
+  const Dataset data(small_domains(dir));
+  GPT<float> model(small_config(), 1);
+  Trainer<float> trainer(model, data, small_options());
+  const double before = trainer.evaluate().loss;
+  std::vector<StepReport> reports;
+  while (!trainer.done()) reports.push_back(trainer.step());
+  const EvalReport after = trainer.evaluate();
+  REQUIRE(reports.size() == 40);
+  CHECK(after.loss < before - 1.0);
+  CHECK(after.domains.size() == 2);
+  CHECK(after.domains[0].name == "counting");
+  CHECK(after.domains[0].tokens > 0);
+  for (const StepReport& r : reports) {
+    CHECK_FALSE(r.skipped);
+    CHECK(std::isfinite(r.loss));
+    CHECK(r.aux_loss > 0);  // the Switch loss is >= 1 per layer, 2 layers
+    CHECK(r.tokens == 4 * 16);
+    REQUIRE(r.load.size() == 2);
+    double share = 0;
+    for (double f : r.load[1].fraction) share += f;
+    CHECK(share == doctest::Approx(1.0));
+  }
+  CHECK(trainer.state().step == 40);
+  CHECK(trainer.state().tokens == 40 * 64);
+  CHECK(reports[0].lr == doctest::Approx(1e-2 / 5));
+}
+
+TEST_CASE("gradient accumulation over micro-batches counts every token") {
+  TempDir dir;
+  const Dataset data(small_domains(dir));
+  GPT<float> model(small_config(), 1);
+  TrainOptions o = small_options();
+  o.grad_accum = 3;
+  Trainer<float> trainer(model, data, o);
+  const StepReport r = trainer.step();
+  CHECK(r.tokens == 3 * 4 * 16);
+  CHECK(trainer.tokens_per_step() == 3 * 64);
+}
+
+TEST_CASE("a step with a non-finite loss is skipped, and too many in a row stop training") {
+  TempDir dir;
+  const Dataset data(small_domains(dir));
+  GPT<float> model(small_config(), 1);
+  TrainOptions o = small_options();
+  o.max_bad_steps = 3;
+  Trainer<float> trainer(model, data, o);
+  trainer.step();
+  model.ln_f.ln.weight.value().data()[0] = NAN;  // poisons every logit
+  const Tensor<float> wte = model.wte.weight.value().clone();
+  const StepReport r = trainer.step();
+  CHECK(r.skipped);
+  CHECK(r.skip_reason == "non-finite loss");
+  CHECK(trainer.state().skipped == 1);
+  CHECK(trainer.state().step == 2);  // the step counts, the update does not happen
+  for (int64_t i = 0; i < wte.numel(); ++i)
+    REQUIRE(model.wte.weight.value().data()[i] == wte.data()[i]);
+  trainer.step();
+  trainer.step();
+  CHECK_THROWS_WITH_AS(trainer.step(), doctest::Contains("bad steps in a row"), TrainingError);
+}
+
+TEST_CASE("a loss far above the running mean is skipped as a spike") {
+  TempDir dir;
+  const Dataset data(small_domains(dir));
+  GPT<float> model(small_config(), 1);
+  TrainOptions o = small_options();
+  Trainer<float> first(model, data, o);
+  first.step();
+  // A checkpoint whose running mean is far below any loss this model can have.
+  Checkpoint<float> c;
+  c.model = model;
+  c.options = o;
+  c.state = first.state();
+  c.state.loss_mean = 0.01;
+  c.state.loss_count = 100;
+  for (auto& [name, p] : named_parameters(model))
+    c.moments.emplace(name, std::make_pair(Tensor<float>(p.shape()), Tensor<float>(p.shape())));
+  Trainer<float> trainer(c, data);
+  const StepReport r = trainer.step();
+  CHECK(r.skipped);
+  CHECK(r.skip_reason.find("loss spike") == 0);
+}
+
+TEST_CASE("the trainer refuses data and contexts the model cannot take") {
+  TempDir dir;
+  const Dataset data(small_domains(dir));
+  GPTConfig small_vocab = small_config();
+  small_vocab.vocab_size = 16;
+  GPT<float> model(small_vocab, 1);
+  CHECK_THROWS_WITH_AS(Trainer<float>(model, data, small_options()),
+                       doctest::Contains("vocabulary (32) exceeds the model's (16)"), ValueError);
+  GPT<float> ok(small_config(), 1);
+  TrainOptions o = small_options();
+  o.context = 64;
+  CHECK_THROWS_WITH_AS(Trainer<float>(ok, data, o), doctest::Contains("context 64"), ValueError);
+  o = small_options();
+  o.batch_size = 0;
+  CHECK_THROWS_WITH_AS(Trainer<float>(ok, data, o), doctest::Contains("batch size"), ValueError);
+}
+
+TEST_CASE("a time budget fixes the number of steps from the measured speed") {
+  TempDir dir;
+  const Dataset data(small_domains(dir));
+  GPT<float> model(small_config(), 1);
+  TrainOptions o = small_options();
+  o.time_minutes = 1;
+  Trainer<float> trainer(model, data, o);
+  CHECK(trainer.total_steps() == 0);
+  CHECK_FALSE(trainer.done());
+  trainer.step();
+  trainer.plan_for_time(0.5, 0.1);  // 60 s minus the first step's time, 90 % of it, 0.5 s each
+  CHECK(trainer.total_steps() >= 100);
+  CHECK(trainer.total_steps() <= 109);
+}
