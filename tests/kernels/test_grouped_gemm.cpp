@@ -1,3 +1,4 @@
+#include <minimoe/kernels/activation.hpp>
 #include <minimoe/kernels/grouped_gemm.hpp>
 #include <minimoe/tensor/tensor.hpp>
 
@@ -6,6 +7,22 @@
 using namespace minimoe;
 
 namespace {
+
+// Tolerances scale with the length of the sums.
+template <typename T>
+double tolerance(int64_t k) {
+  return (std::is_same_v<T, float> ? 2e-6 : 1e-13) * double(k + 8);
+}
+
+// Every micro-kernel this build and CPU run, the reference first; names go to the test log.
+template <typename T>
+std::vector<GemmKernel<T>> kernels_under_test() {
+  std::vector<GemmKernel<T>> kernels = gemm_kernels<T>();
+  std::string names;
+  for (const auto& k : kernels) names += fmt::format(" {} ({}x{})", k.name, k.mr, k.nr);
+  MESSAGE("kernels:" << names);
+  return kernels;
+}
 
 // A random problem: group sizes (zeros included), a gather index into `sources` rows.
 struct Problem {
@@ -23,7 +40,7 @@ Problem make_problem(const std::vector<int32_t>& sizes, int64_t sources, Rng& rn
   return p;
 }
 
-// The same products as plain loops over rows.
+// The same products as plain loops over rows, accumulated in double.
 template <typename T>
 Tensor<T> naive_matmul(const Problem& p, const Tensor<T>& a, bool gather,
                        const std::vector<Tensor<T>>& w, bool transposed, int64_t k, int64_t n) {
@@ -42,8 +59,9 @@ Tensor<T> naive_matmul(const Problem& p, const Tensor<T>& a, bool gather,
 }
 
 template <typename T>
-void check_matmul(const std::vector<int32_t>& sizes, int64_t k, int64_t n, bool gather,
-                  bool transposed, double tol) {
+void check_matmul(const GemmKernel<T>& kernel, const std::vector<int32_t>& sizes, int64_t k,
+                  int64_t n, bool gather, bool transposed) {
+  CAPTURE(kernel.name);
   CAPTURE(sizes.size());
   CAPTURE(k);
   CAPTURE(n);
@@ -62,61 +80,282 @@ void check_matmul(const std::vector<int32_t>& sizes, int64_t k, int64_t n, bool 
   Tensor<T> c({rows, n}, T(777));  // overwritten, whatever it held
   const RowGroups groups{p.offsets.data(), static_cast<int64_t>(sizes.size())};
   grouped_matmul(groups, a.data(), k, gather ? p.index.data() : nullptr, ptrs.data(), transposed, k,
-                 n, c.data(), n);
-  test::check_close(c, naive_matmul(p, a, gather, w, transposed, k, n), tol);
+                 n, c.data(), n, kernel);
+  test::check_close(c, naive_matmul(p, a, gather, w, transposed, k, n), tolerance<T>(k));
 }
 
 template <typename T>
-void check_weight_grad(const std::vector<int32_t>& sizes, int64_t n, int64_t k, bool gather,
-                       double tol) {
+void check_weight_grad(const GemmKernel<T>& kernel, const std::vector<int32_t>& sizes, int64_t n,
+                       int64_t k, bool gather) {
+  CAPTURE(kernel.name);
   CAPTURE(sizes.size());
   CAPTURE(n);
   CAPTURE(k);
+  CAPTURE(gather);
   Rng rng(sizes.size() * 13 + n * 5 + k);
   const Problem p = make_problem(sizes, 17, rng);
   const int64_t rows = p.offsets.back();
   const Tensor<T> d = Tensor<T>::randn({rows, n}, rng);
   const Tensor<T> x = Tensor<T>::randn({gather ? p.sources : rows, k}, rng);
-  std::vector<Tensor<T>> grads;
-  std::vector<T*> ptrs;
+  std::vector<Tensor<T>> grads, bias;
+  std::vector<T*> ptrs, bias_ptrs;
   for (size_t g = 0; g < sizes.size(); ++g) {
-    grads.push_back(Tensor<T>({n, k}, T(1)));  // accumulates into what is there
+    grads.push_back(Tensor<T>({n, k}, T(777)));  // overwritten, or untouched when empty
+    bias.push_back(Tensor<T>({n}, T(777)));
     ptrs.push_back(grads.back().data());
+    bias_ptrs.push_back(bias.back().data());
   }
   const RowGroups groups{p.offsets.data(), static_cast<int64_t>(sizes.size())};
   grouped_weight_grad(groups, d.data(), n, n, x.data(), k, gather ? p.index.data() : nullptr, k,
-                      ptrs.data());
+                      ptrs.data(), bias_ptrs.data(), kernel);
   for (size_t g = 0; g < sizes.size(); ++g) {
-    Tensor<T> expected({n, k}, T(1));
+    const bool empty = sizes[g] == 0;
+    Tensor<T> expected({n, k}, T(empty ? 777 : 0)), expected_bias({n}, T(empty ? 777 : 0));
     for (int64_t r = p.offsets[g]; r < p.offsets[g + 1]; ++r)
-      for (int64_t i = 0; i < n; ++i)
+      for (int64_t i = 0; i < n; ++i) {
+        expected_bias.data()[i] += d.data()[r * n + i];
         for (int64_t j = 0; j < k; ++j)
           expected.data()[i * k + j] +=
               d.data()[r * n + i] * x.data()[(gather ? p.index[r] : r) * k + j];
-    test::check_close(grads[g], expected, tol);
+      }
+    test::check_close(grads[g], expected, tolerance<T>(sizes[g]) * 10);
+    test::check_close(bias[g], expected_bias, tolerance<T>(sizes[g]) * 10);
   }
 }
 
+// Shapes: empty groups, one group with every row, odd sizes, tails of every width, several
+// K blocks (k > 256), rows split over tasks (> 512 rows).
+const std::vector<std::vector<int32_t>> kShapes = {
+    {5, 0, 7, 1}, {0, 0, 300}, {1}, {97, 3, 0, 130, 2, 64}, {0}, {}, {9, 10, 11, 12, 13}, {600}};
+
 }  // namespace
 
-TEST_CASE("grouped_matmul matches a loop over rows") {
-  // Empty groups, one group with everything, odd sizes, tiles split along n.
-  const std::vector<std::vector<int32_t>> shapes = {{5, 0, 7, 1},           {0, 0, 300}, {1},
-                                                    {97, 3, 0, 130, 2, 64}, {0},         {}};
-  for (const auto& sizes : shapes)
-    for (bool gather : {false, true})
-      for (bool transposed : {false, true}) {
-        check_matmul<double>(sizes, 13, 9, gather, transposed, 1e-12);
-        check_matmul<float>(sizes, 33, 70, gather, transposed, 1e-4);
-      }
-  check_matmul<float>({3, 2}, 256, 1030, true, true, 1e-3);  // few rows: columns split
+TEST_CASE_TEMPLATE("micro-kernels match a naive loop for every tile height and K", T, float,
+                   double) {
+  Rng rng(7);
+  for (const GemmKernel<T>& kernel : kernels_under_test<T>()) {
+    CAPTURE(kernel.name);
+    REQUIRE(kernel.mr >= 1);
+    REQUIRE(kernel.mr <= kGemmMaxMR);
+    const int nr = kernel.nr;
+    for (int m = 1; m <= kernel.mr; ++m)
+      for (int64_t kc : {1, 7, 64, 300})
+        for (int64_t a_step : {1, 5})
+          for (bool accumulate : {false, true}) {
+            CAPTURE(m);
+            CAPTURE(kc);
+            CAPTURE(a_step);
+            CAPTURE(accumulate);
+            const Tensor<T> a = Tensor<T>::randn({m, kc * a_step}, rng);
+            const Tensor<T> b = Tensor<T>::randn({kc, nr}, rng);
+            const int64_t ldc = nr + 3;
+            Tensor<T> c = Tensor<T>::randn({m, ldc}, rng);
+            Tensor<T> expected = c.clone();
+            const T* rows[kGemmMaxMR];
+            for (int i = 0; i < m; ++i) rows[i] = a.data() + i * kc * a_step;
+            kernel.rows[m](kc, rows, a_step, b.data(), c.data(), ldc, accumulate);
+            for (int i = 0; i < m; ++i)
+              for (int j = 0; j < nr; ++j) {
+                double acc = accumulate ? double(expected.data()[i * ldc + j]) : 0.0;
+                for (int64_t p = 0; p < kc; ++p)
+                  acc += double(rows[i][p * a_step]) * double(b.data()[p * nr + j]);
+                expected.data()[i * ldc + j] = T(acc);
+              }
+            test::check_close(c, expected, tolerance<T>(kc));  // the padding columns untouched
+          }
+  }
 }
 
-TEST_CASE("grouped_weight_grad matches a loop over rows and accumulates") {
-  const std::vector<std::vector<int32_t>> shapes = {{5, 0, 7, 1}, {0, 0, 300}, {1}, {200, 1}};
-  for (const auto& sizes : shapes)
-    for (bool gather : {false, true}) {
-      check_weight_grad<double>(sizes, 11, 6, gather, 1e-11);
-      check_weight_grad<float>(sizes, 40, 33, gather, 1e-3);
+TEST_CASE_TEMPLATE("B packing lays out zero-padded panels", T, float, double) {
+  Rng rng(3);
+  for (int nr : {8, 12, 16, 32})
+    for (int64_t kc : {1, 8, 13, 64})
+      for (int64_t n : {1, 8, 17, 40, 64}) {
+        CAPTURE(nr);
+        CAPTURE(kc);
+        CAPTURE(n);
+        const int64_t panels = (n + nr - 1) / nr;
+        // B[p, j] = k_rows[p * (n + 2) + j] = n_rows[j * (kc + 1) + p]
+        const Tensor<T> k_rows = Tensor<T>::randn({kc, n + 2}, rng);
+        Tensor<T> n_rows({n, kc + 1});
+        for (int64_t p = 0; p < kc; ++p)
+          for (int64_t j = 0; j < n; ++j)
+            n_rows.data()[j * (kc + 1) + p] = k_rows.data()[p * (n + 2) + j];
+        Tensor<T> from_k({panels * kc * nr}, T(-1)), from_n({panels * kc * nr}, T(-1));
+        detail::pack_b_k_rows(
+            nr, kc, n, [&](int64_t p) { return k_rows.data() + p * (n + 2); }, from_k.data());
+        detail::pack_b_n_rows(
+            nr, kc, n, [&](int64_t j) { return n_rows.data() + j * (kc + 1); }, from_n.data());
+        Tensor<T> expected({panels * kc * nr});
+        for (int64_t q = 0; q < panels; ++q)
+          for (int64_t p = 0; p < kc; ++p)
+            for (int64_t jj = 0; jj < nr; ++jj) {
+              const int64_t j = q * nr + jj;
+              expected.data()[(q * kc + p) * nr + jj] = j < n ? k_rows.data()[p * (n + 2) + j] : 0;
+            }
+        test::check_close(from_k, expected, 0.0);
+        test::check_close(from_n, expected, 0.0);
+      }
+}
+
+TEST_CASE_TEMPLATE("grouped_matmul matches a loop over rows, with every kernel", T, float, double) {
+  for (const GemmKernel<T>& kernel : kernels_under_test<T>()) {
+    for (const auto& sizes : kShapes)
+      for (bool gather : {false, true})
+        for (bool transposed : {false, true})
+          check_matmul<T>(kernel, sizes, 13, 9, gather, transposed);
+    check_matmul<T>(kernel, {3, 2}, 256, 1030, true, true);       // few rows: columns split
+    check_matmul<T>(kernel, {40, 0, 333}, 517, 70, true, false);  // three K blocks
+    check_matmul<T>(kernel, {40, 0, 333}, 517, 70, false, true);
+  }
+}
+
+TEST_CASE_TEMPLATE("grouped_weight_grad matches a loop over rows, with every kernel", T, float,
+                   double) {
+  for (const GemmKernel<T>& kernel : kernels_under_test<T>()) {
+    for (const auto& sizes : kShapes)
+      for (bool gather : {false, true}) check_weight_grad<T>(kernel, sizes, 11, 6, gather);
+    check_weight_grad<T>(kernel, {200, 1, 0, 531}, 40, 33, true);  // K blocks, ragged tiles
+    check_weight_grad<T>(kernel, {3, 1}, 300, 70, false);
+  }
+}
+
+TEST_CASE("SIMD kernels agree with the reference kernel on a grouped product") {
+  const std::vector<GemmKernel<float>> kernels = kernels_under_test<float>();
+  Rng rng(11);
+  const Problem p = make_problem({130, 0, 7, 600, 1}, 300, rng);
+  const int64_t k = 260, n = 200, rows = p.offsets.back();
+  const Tensor<float> a = Tensor<float>::randn({p.sources, k}, rng);
+  std::vector<Tensor<float>> w;
+  std::vector<const float*> ptrs;
+  for (int g = 0; g < 5; ++g) {
+    w.push_back(Tensor<float>::randn({n, k}, rng, 0.1));
+    ptrs.push_back(w.back().data());
+  }
+  const RowGroups groups{p.offsets.data(), 5};
+  Tensor<float> reference({rows, n});
+  grouped_matmul(groups, a.data(), k, p.index.data(), ptrs.data(), true, k, n, reference.data(), n,
+                 kernels.front());
+  for (const GemmKernel<float>& kernel : kernels) {
+    CAPTURE(kernel.name);
+    Tensor<float> c({rows, n});
+    grouped_matmul(groups, a.data(), k, p.index.data(), ptrs.data(), true, k, n, c.data(), n,
+                   kernel);
+    test::check_close(c, reference, 1e-4);
+  }
+}
+
+TEST_CASE(
+    "a phase runs two-segment products and weight gradients with epilogues, deterministically") {
+  // GLU-style: gate and up stacked, two segments per task; the epilogue sees every output
+  // element exactly once, after its sum is complete. Results are bitwise the same for any
+  // number of threads.
+  Rng rng(5);
+  const std::vector<int32_t> sizes = {70, 0, 1, 301, 9};
+  const Problem p = make_problem(sizes, 50, rng);
+  const int64_t k = 37, h = 45, rows = p.offsets.back(), G = 5;
+  const Tensor<float> x = Tensor<float>::randn({p.sources, k}, rng);
+  std::vector<Tensor<float>> gate, up;
+  std::vector<const float*> gate_ptrs, up_ptrs;
+  for (int64_t g = 0; g < G; ++g) {
+    gate.push_back(Tensor<float>::randn({h, k}, rng));
+    up.push_back(Tensor<float>::randn({h, k}, rng));
+    gate_ptrs.push_back(gate.back().data());
+    up_ptrs.push_back(up.back().data());
+  }
+  const Tensor<float> dmat = Tensor<float>::randn({rows, h}, rng);
+  const RowGroups groups{p.offsets.data(), G};
+  auto run = [&](int threads, Tensor<float>& out, Tensor<int>& seen, Tensor<float>& grad) {
+    out = Tensor<float>({rows, 2 * h});
+    seen = Tensor<int>({rows, h});
+    grad = Tensor<float>({G, h, k});
+    GroupedProduct<float> prod;
+    prod.groups = groups;
+    prod.a = x.data();
+    prod.lda = k;
+    prod.index = p.index.data();
+    prod.k = k;
+    prod.w = WeightRows<float>{gate_ptrs.data(), up_ptrs.data(), h, k};
+    prod.n = h;
+    prod.segments = 2;
+    prod.c = out.data();
+    prod.ldc = 2 * h;
+    prod.epilogue = [&](int64_t g, int64_t r0, int64_t m, int64_t j0, int64_t j1) {
+      for (int64_t r = r0; r < r0 + m; ++r) {
+        CHECK(r >= p.offsets[g]);
+        CHECK(r < p.offsets[g + 1]);
+        for (int64_t j = j0; j < j1; ++j) ++seen.data()[r * h + j];
+      }
+    };
+    std::vector<float*> grad_ptrs;
+    for (int64_t g = 0; g < G; ++g) grad_ptrs.push_back(grad.data() + g * h * k);
+    GemmPhase<float> phase(gemm_kernel<float>(), threads);
+    phase.add(prod);
+    GroupedWeightGrad<float> wg;  // in the same pool: independent of the product's output
+    wg.groups = groups;
+    wg.d = dmat.data();
+    wg.ldd = h;
+    wg.x = x.data();
+    wg.ldx = k;
+    wg.index = p.index.data();
+    wg.m = h;
+    wg.n = k;
+    wg.grads = grad_ptrs.data();
+    phase.add(wg);
+    phase.run_parallel();
+  };
+  Tensor<float> out1, out3, grad1, grad3;
+  Tensor<int> seen1, seen3;
+  run(1, out1, seen1, grad1);
+  run(3, out3, seen3, grad3);
+  test::check_close(seen1, Tensor<int>({rows, h}, 1), 0.0);
+  test::check_close(seen3, Tensor<int>({rows, h}, 1), 0.0);
+  test::check_close(out1, out3, 0.0);
+  test::check_close(grad1, grad3, 0.0);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t r = p.offsets[g]; r < p.offsets[g + 1]; ++r)
+      for (int64_t j = 0; j < h; ++j) {
+        double sg = 0, su = 0;
+        for (int64_t i = 0; i < k; ++i) {
+          sg += double(x.data()[p.index[r] * k + i]) * gate[g].data()[j * k + i];
+          su += double(x.data()[p.index[r] * k + i]) * up[g].data()[j * k + i];
+        }
+        REQUIRE(std::abs(out1.data()[r * 2 * h + j] - sg) < 1e-4);
+        REQUIRE(std::abs(out1.data()[r * 2 * h + h + j] - su) < 1e-4);
+      }
+}
+
+TEST_CASE_TEMPLATE("row activations match the scalar functions", T, float, double) {
+  Rng rng(9);
+  const int64_t n = 600;  // more than one chunk
+  const Tensor<T> x = Tensor<T>::randn({n}, rng, 3.0);
+  const Tensor<T> u = Tensor<T>::randn({n}, rng);
+  const Tensor<T> d = Tensor<T>::randn({n}, rng);
+  const double tol = std::is_same_v<T, float> ? 1e-5 : 1e-12;
+  for (Activation a : {Activation::GELU, Activation::GELUExact, Activation::ReLU, Activation::SiLU,
+                       Activation::ReLU2}) {
+    CAPTURE(to_string(a));
+    Tensor<T> y({n}), glu({n}), dx = d.clone(), dg({n}), du = d.clone();
+    Tensor<T> ey({n}), eglu({n}), edx({n}), edg({n}), edu({n});
+    for (int64_t i = 0; i < n; ++i) {
+      const T xi = x.data()[i], ui = u.data()[i], di = d.data()[i];
+      ey.data()[i] = activate(a, xi);
+      eglu.data()[i] = activate(a, xi) * ui;
+      edx.data()[i] = di * activate_derivative(a, xi);
+      edg.data()[i] = di * ui * activate_derivative(a, xi);
+      edu.data()[i] = di * activate(a, xi);
     }
+    activation_forward(a, x.data(), y.data(), n);
+    glu_forward(a, x.data(), u.data(), glu.data(), n);
+    activation_backward(a, x.data(), dx.data(), n);
+    glu_backward(a, x.data(), u.data(), dg.data(), du.data(), n);
+    test::check_close(y, ey, tol * 10);
+    test::check_close(glu, eglu, tol * 10);
+    test::check_close(dx, edx, tol * 10);
+    test::check_close(dg, edg, tol * 10);
+    test::check_close(du, edu, tol * 10);
+    Tensor<T> in_place = x.clone();  // y may alias x
+    activation_forward(a, in_place.data(), in_place.data(), n);
+    test::check_close(in_place, ey, tol * 10);
+  }
 }

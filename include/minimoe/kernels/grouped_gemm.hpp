@@ -1,33 +1,44 @@
 // minimoe/kernels/grouped_gemm.hpp: the matrix products of all experts of an MoE layer, as
-// one parallel loop over tiles instead of one GEMM call per expert.
+// one pool of work items over OpenMP threads instead of one GEMM call per expert.
 //
 // The rows of a routed activation matrix are grouped by expert (kernels/routing.hpp): group g
-// owns rows [offsets[g], offsets[g + 1]). Two products cover the forward and backward passes:
+// owns rows [offsets[g], offsets[g + 1]). Two kinds of product cover forward and backward:
 //
-//   grouped_matmul       C[r] = A[index(r)] op(W_g)          for every row r of group g
-//                        op(W) = W^T (forward, W [n, k] as in Linear) or W (backward dX)
-//   grouped_weight_grad  dW_g = D_g^T X_g, X_g rows read through the index (ragged K = rows)
+//   GroupedProduct     C[r, :] = A(r) op(W_g)                 r in group g
+//                      A(r) = a + index[r] * lda (the token gather, free: rows are read in
+//                      place by the micro-kernel), op(W) = W^T (W [n, k] as in Linear: the
+//                      forward) or W (W [k, n]: dX), then a per-strip epilogue (bias,
+//                      activation, its derivative) while the strip is hot in cache
+//   GroupedWeightGrad  dW_g = D_g^T X_g (ragged K = the group's rows), and db_g = colsum D_g
 //
-// A's rows are gathered through an optional index while they are packed into a tile, so the
-// token activations never need a permuted copy. Work items are (group, row tile, column
-// tile), handed out dynamically over OpenMP threads with no barrier between experts, so a
-// skewed routing keeps every thread busy. Each output tile has exactly one owner: no atomics,
-// and the result does not depend on the thread count or schedule.
+// Each product is split into tasks (group, row tile, column tile) with a cost; the tasks of
+// one phase (several products may share one) are sorted by cost and handed out dynamically,
+// with no barrier between experts, so skewed routing keeps every thread busy. Groups with few
+// rows (decoding) are split along the columns instead, so that each thread streams its own
+// slice of the weights. Every output tile has one owner and every sum runs in a fixed order
+// (K in fixed blocks): no atomics, and results do not depend on the thread count.
 //
-// The tile products themselves run on Eigen's GEMM kernel (AVX-512 / AVX2+FMA / NEON, chosen
-// at compile time; scalar with MINIMOE_FORCE_SCALAR), single-threaded inside each item.
+// A task is a blocked GEMM: for each K block of kBlockK, B is packed into NR-wide panels
+// (kernels/pack.hpp) that stay in L2, then each strip of MR rows of A (in L1) runs through the
+// micro-kernel (kernels/gemm_microkernel.hpp) against every panel.
+//
+//   GemmPhase<float> phase;
+//   phase.add(product);                  // GroupedProduct or GroupedWeightGrad
+//   phase.run();                         // inside `#pragma omp parallel`, or run_parallel()
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
-#include <Eigen/Core>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
 #include "minimoe/error.hpp"
+#include "minimoe/kernels/gemm_microkernel.hpp"
+#include "minimoe/kernels/pack.hpp"
 
 namespace minimoe {
 
@@ -41,47 +52,65 @@ struct RowGroups {
   int64_t total() const { return count == 0 ? 0 : offsets[count]; }
 };
 
-namespace detail {
-
+// The weight operand: row v of group g's matrix, from `first` below `split` and from `second`
+// above it (GLU: gate and up stacked as one [2h, C] matrix, or one [2h]-deep K); `ld` is the
+// row stride of both.
 template <typename T>
-using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-template <typename T>
-using StridedMap = Eigen::Map<RowMajor<T>, 0, Eigen::OuterStride<>>;
-template <typename T>
-using ConstStridedMap = Eigen::Map<const RowMajor<T>, 0, Eigen::OuterStride<>>;
+struct WeightRows {
+  const T* const* first = nullptr;
+  const T* const* second = nullptr;
+  int64_t split = INT64_MAX;
+  int64_t ld = 0;
 
-// Row tiles are small enough that a packed tile of A stays in L2, large enough to amortise
-// the packing of W's panel inside Eigen's kernel.
-inline constexpr int64_t kRowTile = 96;
-inline constexpr int64_t kColumnTile = 256;
-
-struct Tile {
-  int32_t group;
-  int32_t row_begin, row_end;  // absolute rows
-  int32_t col_begin, col_end;
+  const T* row(int64_t g, int64_t v) const {
+    return v < split ? first[g] + v * ld : second[g] + (v - split) * ld;
+  }
 };
 
-// Splits every group into row tiles, and the columns too when there are too few row tiles
-// to keep all threads busy (few tokens, e.g. decoding).
-inline std::vector<Tile> make_tiles(const RowGroups& groups, int64_t columns, int threads) {
-  int64_t row_tiles = 0;
-  for (int64_t g = 0; g < groups.count; ++g)
-    row_tiles += (groups.rows(g) + kRowTile - 1) / kRowTile;
-  int64_t col_tile = std::max<int64_t>(columns, 1);
-  if (row_tiles < 4 * threads)
-    col_tile = std::min(col_tile, std::max<int64_t>(64, (columns / (4 * threads) + 15) / 16 * 16));
-  else
-    col_tile = std::min(col_tile, kColumnTile * 4);
-  std::vector<Tile> tiles;
-  for (int64_t g = 0; g < groups.count; ++g)
-    for (int64_t r = groups.begin(g); r < groups.begin(g) + groups.rows(g); r += kRowTile)
-      for (int64_t c = 0; c < columns; c += col_tile)
-        tiles.push_back(
-            {static_cast<int32_t>(g), static_cast<int32_t>(r),
-             static_cast<int32_t>(std::min(r + kRowTile, groups.begin(g) + groups.rows(g))),
-             static_cast<int32_t>(c), static_cast<int32_t>(std::min(c + col_tile, columns))});
-  return tiles;
-}
+// C[r, s n + j] = sum_p A(r)[p] B_g[p, s n + j] for rows r of group g, j < n, s < segments.
+// B_g = W_g^T when transposed (W rows are output columns), else W_g (W rows are p). Segments
+// put gate and up of the same hidden units in one task, so one epilogue sees both.
+template <typename T>
+struct GroupedProduct {
+  RowGroups groups;
+  const T* a = nullptr;
+  int64_t lda = 0;
+  const int32_t* index = nullptr;  // A(r) = a + (index ? index[r] : r) * lda
+  int64_t k = 0;
+  WeightRows<T> w;
+  bool transposed = true;
+  int64_t n = 0;  // columns per segment
+  int segments = 1;
+  T* c = nullptr;
+  int64_t ldc = 0;
+  // Called once per finished strip: (group, first row, rows, first column, end column); the
+  // columns are within a segment, every segment of them is final.
+  std::function<void(int64_t, int64_t, int64_t, int64_t, int64_t)> epilogue;
+};
+
+// grads[g][i, j] = sum_{r in g} D[r, i] X(r)[j] for i < m, j < n (overwritten), and
+// bias_grads[g][i] = sum_{r in g} D[r, i] when given. Groups without rows are left alone.
+template <typename T>
+struct GroupedWeightGrad {
+  RowGroups groups;
+  const T* d = nullptr;
+  int64_t ldd = 0;
+  const T* x = nullptr;
+  int64_t ldx = 0;
+  const int32_t* index = nullptr;  // X(r) = x + (index ? index[r] : r) * ldx
+  int64_t m = 0, n = 0;
+  T* const* grads = nullptr;
+  T* const* bias_grads = nullptr;
+};
+
+namespace detail {
+
+// A K block keeps an MR x kc strip of A in L1 and kc x nc of packed B in L2; a task's rows
+// reuse its packed B.
+inline constexpr int64_t kBlockK = 256;
+inline constexpr int64_t kBlockN = 256;
+inline constexpr int64_t kBlockRows = 512;
+inline constexpr int64_t kBlockGradRows = 256;  // output rows of a weight-gradient task
 
 inline int max_threads() {
 #ifdef _OPENMP
@@ -91,18 +120,247 @@ inline int max_threads() {
 #endif
 }
 
-// Copies rows [begin, end) of A, read through `index` when given, into a dense [rows, k] tile.
 template <typename T>
-void pack_rows(const T* a, int64_t lda, const int32_t* index, int64_t begin, int64_t end, int64_t k,
-               std::vector<T>& tile) {
-  tile.resize(static_cast<size_t>((end - begin) * k));
-  for (int64_t r = begin; r < end; ++r) {
-    const T* src = a + (index ? int64_t{index[r]} : r) * lda;
-    std::copy_n(src, k, tile.data() + (r - begin) * k);
+struct Scratch {
+  std::vector<T> b, a, tile;
+};
+// Per thread and reused: OpenMP's workers persist, so the buffers are allocated once.
+template <typename T>
+Scratch<T>& scratch() {
+  thread_local Scratch<T> s;
+  return s;
+}
+
+inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+// The blocked product of one task:
+//   C_s[0:m, 0:n] = sum_p A(i, p) B_s[p, 0:n]   for each segment s < nseg (C_s = c[s], ldc)
+// a_strip(i0, rows, p0, kc, ptrs) points ptrs[i] at A(i0 + i, p0) and returns the p step;
+// pack_b(s, p0, kc, dst) packs rows [p0, p0 + kc) of B_s; epilogue(i0, rows) runs on each
+// strip of C once its sums are complete.
+template <typename T, typename AStrip, typename PackB, typename Epilogue>
+void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, int nseg, T* const* c,
+                int64_t ldc, AStrip&& a_strip, PackB&& pack_b, Epilogue&& epilogue) {
+  Scratch<T>& ws = scratch<T>();
+  const int mr = kernel.mr, nr = kernel.nr;
+  const int64_t panels = (n + nr - 1) / nr;
+  const int64_t blocks = std::max<int64_t>(1, (k + kBlockK - 1) / kBlockK);
+  const int64_t kc_max = (k + blocks - 1) / blocks;
+  ws.b.resize(static_cast<size_t>(nseg * panels * std::max<int64_t>(kc_max, 1) * nr));
+  ws.tile.resize(static_cast<size_t>(mr * nr));
+  const T* ap[kGemmMaxMR];
+  if (k == 0) {
+    for (int s = 0; s < nseg; ++s)
+      for (int64_t i = 0; i < m; ++i) std::fill_n(c[s] + i * ldc, n, T(0));
+    for (int64_t i0 = 0; i0 < m; i0 += mr) epilogue(i0, std::min<int64_t>(mr, m - i0));
+    return;
+  }
+  for (int64_t kb = 0; kb < blocks; ++kb) {
+    const int64_t p0 = kb * kc_max, kc = std::min(kc_max, k - p0);
+    for (int s = 0; s < nseg; ++s) pack_b(s, p0, kc, ws.b.data() + s * panels * kc * nr);
+    const bool accumulate = kb > 0;
+    for (int64_t i0 = 0; i0 < m; i0 += mr) {
+      const int rows = static_cast<int>(std::min<int64_t>(mr, m - i0));
+      const int64_t a_step = a_strip(i0, rows, p0, kc, ap);
+      const MicroKernelFn<T> fn = kernel.rows[rows];
+      for (int s = 0; s < nseg; ++s)
+        for (int64_t q = 0; q < panels; ++q) {
+          const int64_t j0 = q * nr;
+          const int cols = static_cast<int>(std::min<int64_t>(nr, n - j0));
+          const T* bp = ws.b.data() + (s * panels + q) * kc * nr;
+          T* cp = c[s] + i0 * ldc + j0;
+          if (cols == nr) {
+            fn(kc, ap, a_step, bp, cp, ldc, accumulate);
+            continue;
+          }
+          // A narrow last panel goes through a full-width tile, with the same arithmetic.
+          T* tile = ws.tile.data();
+          for (int i = 0; i < rows && accumulate; ++i)
+            std::copy_n(cp + i * ldc, cols, tile + i * nr);
+          fn(kc, ap, a_step, bp, tile, nr, accumulate);
+          for (int i = 0; i < rows; ++i) std::copy_n(tile + i * nr, cols, cp + i * ldc);
+        }
+      if (kb == blocks - 1) epilogue(i0, rows);
+    }
   }
 }
 
+struct GemmTask {
+  int32_t product;  // index into the phase's products
+  int32_t group;
+  int64_t m0, m1;  // rows: of A (GroupedProduct, absolute) or of dW (GroupedWeightGrad)
+  int64_t n0, n1;
+  double cost;
+};
+
+// Splits [0, extent) into `parts` near-equal ranges aligned to `align`.
+inline std::vector<int64_t> split_range(int64_t extent, int64_t parts, int64_t align) {
+  std::vector<int64_t> bounds{0};
+  for (int64_t i = 1; i < parts; ++i)
+    bounds.push_back(std::min(extent, round_up(extent * i / parts, align)));
+  bounds.push_back(extent);
+  bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
+  return bounds;
+}
+
 }  // namespace detail
+
+// One phase of work: the tasks of several independent products, run as one dynamic pool.
+template <typename T>
+class GemmPhase {
+ public:
+  explicit GemmPhase(const GemmKernel<T>& kernel = gemm_kernel<T>(),
+                     int threads = detail::max_threads())
+      : kernel_(kernel), threads_(std::max(threads, 1)) {}
+
+  void add(const GroupedProduct<T>& p) {
+    check<ValueError>(p.segments >= 1 && p.segments <= 2 && (p.segments == 1 || p.w.second),
+                      "grouped product: bad segments {}", p.segments);
+    const int32_t id = static_cast<int32_t>(products_.size());
+    products_.push_back(p);
+    // Row tiles of at most kBlockRows; column tiles of kBlockN, narrowed until there are
+    // enough tasks for the threads (few rows: every thread streams a slice of the weights).
+    int64_t row_tiles = 0;
+    for (int64_t g = 0; g < p.groups.count; ++g)
+      row_tiles += (p.groups.rows(g) + detail::kBlockRows - 1) / detail::kBlockRows;
+    const int64_t nr = kernel_.nr;
+    int64_t nc = std::min(detail::round_up(p.n, nr), detail::kBlockN / p.segments);
+    while (nc > 2 * nr && row_tiles * ((p.n + nc - 1) / nc) < 4 * threads_)
+      nc = detail::round_up(nc / 2, nr);
+    for (int64_t g = 0; g < p.groups.count; ++g) {
+      const int64_t rows = p.groups.rows(g);
+      if (rows == 0) continue;
+      const auto bounds = detail::split_range(
+          rows, (rows + detail::kBlockRows - 1) / detail::kBlockRows, kernel_.mr);
+      for (size_t i = 0; i + 1 < bounds.size(); ++i)
+        for (int64_t n0 = 0; n0 < p.n; n0 += nc) {
+          const int64_t n1 = std::min(p.n, n0 + nc);
+          tasks_.push_back(
+              {id, static_cast<int32_t>(g), p.groups.begin(g) + bounds[i],
+               p.groups.begin(g) + bounds[i + 1], n0, n1,
+               double(bounds[i + 1] - bounds[i]) * double(n1 - n0) * p.segments * double(p.k)});
+        }
+    }
+  }
+
+  void add(const GroupedWeightGrad<T>& p) {
+    const int32_t id = static_cast<int32_t>(grads_.size());
+    grads_.push_back(p);
+    int64_t groups = 0;
+    for (int64_t g = 0; g < p.groups.count; ++g) groups += p.groups.rows(g) > 0;
+    const int64_t mr = kernel_.mr, nr = kernel_.nr;
+    int64_t mc = std::min(detail::round_up(p.m, mr), detail::kBlockGradRows);
+    const int64_t nc = std::min(detail::round_up(p.n, nr), detail::kBlockN);
+    const int64_t n_tiles = (p.n + nc - 1) / nc;
+    while (mc > 4 * mr && groups * ((p.m + mc - 1) / mc) * n_tiles < 4 * threads_)
+      mc = detail::round_up(mc / 2, mr);
+    for (int64_t g = 0; g < p.groups.count; ++g) {
+      const int64_t rows = p.groups.rows(g);
+      if (rows == 0) continue;
+      for (int64_t m0 = 0; m0 < p.m; m0 += mc)
+        for (int64_t n0 = 0; n0 < p.n; n0 += nc) {
+          const int64_t m1 = std::min(p.m, m0 + mc), n1 = std::min(p.n, n0 + nc);
+          tasks_.push_back({-1 - id, static_cast<int32_t>(g), m0, m1, n0, n1,
+                            double(rows) * double(m1 - m0) * double(n1 - n0)});
+        }
+    }
+  }
+
+  bool empty() const { return tasks_.empty(); }
+
+  // Runs every task; call from all threads of a parallel region (ends with its barrier).
+  void run() {
+#pragma omp single
+    std::stable_sort(
+        tasks_.begin(), tasks_.end(),
+        [](const detail::GemmTask& x, const detail::GemmTask& y) { return x.cost > y.cost; });
+    const int64_t count = static_cast<int64_t>(tasks_.size());
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t i = 0; i < count; ++i) {
+      const detail::GemmTask& t = tasks_[i];
+      if (t.product >= 0)
+        run_product(products_[t.product], t);
+      else
+        run_weight_grad(grads_[-1 - t.product], t);
+    }
+  }
+
+  // run() in a parallel region of its own.
+  void run_parallel() {
+    if (tasks_.empty()) return;
+#pragma omp parallel num_threads(threads_)
+    run();
+  }
+
+ private:
+  void run_product(const GroupedProduct<T>& p, const detail::GemmTask& t) const {
+    const int64_t g = t.group, r0 = t.m0, nc = t.n1 - t.n0;
+    T* c[2];
+    for (int s = 0; s < p.segments; ++s) c[s] = p.c + r0 * p.ldc + s * p.n + t.n0;
+    auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t, const T** ptrs) {
+      for (int i = 0; i < rows; ++i) {
+        const int64_t r = r0 + i0 + i;
+        ptrs[i] = p.a + (p.index ? int64_t{p.index[r]} : r) * p.lda + p0;
+      }
+      return int64_t{1};
+    };
+    auto pack_b = [&](int s, int64_t p0, int64_t kc, T* dst) {
+      const int64_t col0 = s * p.n + t.n0;  // first column of the task in the stacked W
+      if (p.transposed)
+        detail::pack_b_n_rows(
+            kernel_.nr, kc, nc, [&](int64_t j) { return p.w.row(g, col0 + j) + p0; }, dst);
+      else
+        detail::pack_b_k_rows(
+            kernel_.nr, kc, nc, [&](int64_t q) { return p.w.row(g, p0 + q) + col0; }, dst);
+    };
+    auto epilogue = [&](int64_t i0, int64_t rows) {
+      if (p.epilogue) p.epilogue(g, r0 + i0, rows, t.n0, t.n1);
+    };
+    detail::gemm_block(kernel_, t.m1 - t.m0, nc, p.k, p.segments, c, p.ldc, a_strip, pack_b,
+                       epilogue);
+  }
+
+  void run_weight_grad(const GroupedWeightGrad<T>& p, const detail::GemmTask& t) const {
+    const int64_t g = t.group, begin = p.groups.begin(g), nc = t.n1 - t.n0;
+    const int mr = kernel_.mr;
+    T* bias = p.bias_grads && t.n0 == 0 ? p.bias_grads[g] + t.m0 : nullptr;
+    detail::Scratch<T>& ws = detail::scratch<T>();
+    // A(i, p) = D[begin + p, m0 + i]: packed MR wide (rows of D are far apart), summing the
+    // bias gradient on the way.
+    auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t kc, const T** ptrs) {
+      ws.a.resize(static_cast<size_t>(kc * mr));
+      T* dst = ws.a.data();
+      for (int64_t q = 0; q < kc; ++q)
+        std::copy_n(p.d + (begin + p0 + q) * p.ldd + t.m0 + i0, rows, dst + q * mr);
+      if (bias)
+        for (int i = 0; i < rows; ++i) {
+          T sum = p0 == 0 ? T(0) : bias[i0 + i];
+          for (int64_t q = 0; q < kc; ++q) sum += dst[q * mr + i];
+          bias[i0 + i] = sum;
+        }
+      for (int i = 0; i < rows; ++i) ptrs[i] = dst + i;
+      return int64_t{mr};
+    };
+    auto pack_b = [&](int, int64_t p0, int64_t kc, T* dst) {
+      detail::pack_b_k_rows(
+          kernel_.nr, kc, nc,
+          [&](int64_t q) {
+            const int64_t r = begin + p0 + q;
+            return p.x + (p.index ? int64_t{p.index[r]} : r) * p.ldx + t.n0;
+          },
+          dst);
+    };
+    T* c[1] = {p.grads[g] + t.m0 * p.n + t.n0};
+    detail::gemm_block(kernel_, t.m1 - t.m0, nc, p.groups.rows(g), 1, c, p.n, a_strip, pack_b,
+                       [](int64_t, int64_t) {});
+  }
+
+  const GemmKernel<T>& kernel_;
+  int threads_;
+  std::vector<GroupedProduct<T>> products_;
+  std::vector<GroupedWeightGrad<T>> grads_;
+  std::vector<detail::GemmTask> tasks_;
+};
 
 // C[r, :] = A[index ? index[r] : r, :] op(W_g) for each row r of each group g.
 //   A: rows of length k (stride lda); W_g = weights[g]: [n, k] when transposed (C = A W^T),
@@ -110,66 +368,46 @@ void pack_rows(const T* a, int64_t lda, const int32_t* index, int64_t begin, int
 template <typename T>
 void grouped_matmul(const RowGroups& groups, const T* a, int64_t lda, const int32_t* index,
                     const T* const* weights, bool transposed, int64_t k, int64_t n, T* c,
-                    int64_t ldc) {
-  using namespace detail;
-  const std::vector<Tile> tiles = make_tiles(groups, n, max_threads());
-  const int64_t count = static_cast<int64_t>(tiles.size());
-#pragma omp parallel
-  {
-    std::vector<T> packed;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < count; ++i) {
-      const Tile& t = tiles[i];
-      const int64_t rows = t.row_end - t.row_begin, cols = t.col_end - t.col_begin;
-      pack_rows(a, lda, index, t.row_begin, t.row_end, k, packed);
-      const ConstStridedMap<T> x(packed.data(), rows, k, Eigen::OuterStride<>(k));
-      StridedMap<T> out(c + int64_t{t.row_begin} * ldc + t.col_begin, rows, cols,
-                        Eigen::OuterStride<>(ldc));
-      if (transposed) {
-        const ConstStridedMap<T> w(weights[t.group] + int64_t{t.col_begin} * k, cols, k,
-                                   Eigen::OuterStride<>(k));
-        out.noalias() = x * w.transpose();
-      } else {
-        const ConstStridedMap<T> w(weights[t.group] + t.col_begin, k, cols,
-                                   Eigen::OuterStride<>(n));
-        out.noalias() = x * w;
-      }
-    }
-  }
+                    int64_t ldc, const GemmKernel<T>& kernel = gemm_kernel<T>()) {
+  GroupedProduct<T> p;
+  p.groups = groups;
+  p.a = a;
+  p.lda = lda;
+  p.index = index;
+  p.k = k;
+  p.w.first = weights;
+  p.w.ld = transposed ? k : n;
+  p.transposed = transposed;
+  p.n = n;
+  p.c = c;
+  p.ldc = ldc;
+  GemmPhase<T> phase(kernel);
+  phase.add(p);
+  phase.run_parallel();
 }
 
-// grads[g] += D_g^T X_g, [n, k], where D_g = rows of group g of D ([rows, n], stride ldd) and
-// X_g = the same rows of X read through `index` ([rows, k], stride ldx). Each gradient tile
-// (group, column tile of n) sums over all the group's rows in order on one thread.
+// grads[g] = D_g^T X_g, [n, k], where D_g = rows of group g of D ([rows, n], stride ldd) and
+// X_g = the same rows of X read through `index` ([rows, k], stride ldx). Groups without rows
+// are left untouched.
 template <typename T>
 void grouped_weight_grad(const RowGroups& groups, const T* d, int64_t ldd, int64_t n, const T* x,
-                         int64_t ldx, const int32_t* index, int64_t k, T* const* grads) {
-  using namespace detail;
-  // One item per (group, slice of n); slices only when there are fewer groups than threads.
-  const int threads = max_threads();
-  const int64_t slices = groups.count >= threads
-                             ? 1
-                             : (threads + groups.count - 1) / std::max<int64_t>(groups.count, 1);
-  const int64_t slice = std::max<int64_t>(16, (n + slices - 1) / slices);
-  const int64_t per_group = (n + slice - 1) / slice;
-  const int64_t count = groups.count * per_group;
-#pragma omp parallel
-  {
-    std::vector<T> packed_x;
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t i = 0; i < count; ++i) {
-      const int64_t g = i / per_group, c0 = (i % per_group) * slice, c1 = std::min(n, c0 + slice);
-      if (groups.rows(g) == 0 || c0 >= c1) continue;
-      StridedMap<T> grad(grads[g] + c0 * k, c1 - c0, k, Eigen::OuterStride<>(k));
-      for (int64_t r = groups.begin(g); r < groups.begin(g) + groups.rows(g); r += kRowTile) {
-        const int64_t end = std::min(r + kRowTile, groups.begin(g) + groups.rows(g));
-        pack_rows(x, ldx, index, r, end, k, packed_x);
-        const ConstStridedMap<T> xs(packed_x.data(), end - r, k, Eigen::OuterStride<>(k));
-        const ConstStridedMap<T> ds(d + r * ldd + c0, end - r, c1 - c0, Eigen::OuterStride<>(ldd));
-        grad.noalias() += ds.transpose() * xs;
-      }
-    }
-  }
+                         int64_t ldx, const int32_t* index, int64_t k, T* const* grads,
+                         T* const* bias_grads = nullptr,
+                         const GemmKernel<T>& kernel = gemm_kernel<T>()) {
+  GroupedWeightGrad<T> p;
+  p.groups = groups;
+  p.d = d;
+  p.ldd = ldd;
+  p.x = x;
+  p.ldx = ldx;
+  p.index = index;
+  p.m = n;
+  p.n = k;
+  p.grads = grads;
+  p.bias_grads = bias_grads;
+  GemmPhase<T> phase(kernel);
+  phase.add(p);
+  phase.run_parallel();
 }
 
 }  // namespace minimoe

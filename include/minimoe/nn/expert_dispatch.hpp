@@ -10,24 +10,29 @@
 //
 // dispatch_grouped is MoELayer's path for the standard Expert: one op that runs every expert's
 // projections as grouped GEMMs (kernels/grouped_gemm.hpp) over the rows of the routing plan,
-// and writes its own backward:
+// with the elementwise work fused into the GEMM epilogues, and writes its own backward:
 //
-//   forward   H = X_g W_up^T + b_up   (G likewise for GLU)       [R, h]   R = routed rows
-//             A = act(H)   or   act(G) * H                        [R, h]
-//             O = A W_down^T + b_down                             [R, C]
-//             y[n] = sum_k w[n, k] O[row(n, k)]                   (each token owns its sum)
+//   forward   P = X_g W_up^T + b_up, A = act(P)          [R, h]   R = routed rows
+//             GLU: P = [G | H] in one GEMM (gate and up), A = act(G) * H
+//             O = A W_down^T + b_down                    [R, C]
+//             y[n] = sum_k w[n, k] O[row(n, k)]          (each token owns its sum)
 //   backward  dw[n, k] = <dy[n], O[row]>,  dO[r] = w[pair(r)] dy[token(r)]
-//             dW_down = dO^T A,  dA = dO W_down,  dH (dG) from dA and the activation derivative
-//             dW_up = dH^T X_g,  dX_rows = dH W_up (+ dG W_gate),  dx[n] = sum_k dX_rows[row(n, k)]
+//             dA = dO W_down, then dP from the activation derivative in the epilogue
+//             dW_down = dO^T A, db_down = colsum dO      (ragged K, one owner per tile)
+//             dW_up = dH^T X_g, db_up = colsum dH (gate likewise)
+//             dX_rows = dP [W_gate; W_up] (one GEMM, K = 2h for GLU), dx[n] = sum_k dX_rows[row]
 //
 // Every GEMM reads X through the plan's row index; dW tiles and token sums each have one owner,
-// so there are no atomics and results are deterministic. The op keeps H (and G), A and O for
-// backward.
+// so there are no atomics and results are deterministic. Forward runs in one parallel region
+// (two GEMM phases and the combine), backward in another (the dO / dw pass, two GEMM phases,
+// the dx sums). The op keeps P, A and O for backward; without autograd (inference) A
+// overwrites P and nothing is kept.
 #pragma once
 
 #include <memory>
 #include <vector>
 
+#include "minimoe/kernels/activation.hpp"
 #include "minimoe/kernels/grouped_gemm.hpp"
 #include "minimoe/kernels/routing.hpp"
 #include "minimoe/nn/expert.hpp"
@@ -51,25 +56,24 @@ struct ExpertSlots {
   int64_t down_bias() const { return bias ? per_expert() - 1 : -1; }
 };
 
-// Adds bias_g (length n) to every row of each group of a [R, n] matrix.
 template <typename T>
-void add_group_bias(const RowGroups& groups, const std::vector<const T*>& biases, T* m, int64_t n) {
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < groups.count; ++g)
-    for (int64_t r = groups.begin(g); r < groups.begin(g) + groups.rows(g); ++r)
-      for (int64_t c = 0; c < n; ++c) m[r * n + c] += biases[g][c];
+void add_row(T* dst, const T* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] += src[i];
 }
 
-// Sum over each group's rows of a [R, n] matrix: the bias gradients.
+// y[n] = sum_k w[n, k] O[row(n, k)] over the pairs of token n that were not dropped.
 template <typename T>
-std::vector<Tensor<T>> group_column_sums(const RowGroups& groups, const T* m, int64_t n) {
-  std::vector<Tensor<T>> sums(static_cast<size_t>(groups.count));
-  for (auto& s : sums) s = Tensor<T>({n});
-#pragma omp parallel for schedule(static)
-  for (int64_t g = 0; g < groups.count; ++g)
-    for (int64_t r = groups.begin(g); r < groups.begin(g) + groups.rows(g); ++r)
-      for (int64_t c = 0; c < n; ++c) sums[g].data()[c] += m[r * n + c];
-  return sums;
+void combine_rows(const RoutingPlan& plan, int64_t n, const T* w, const T* o, int64_t C, T* y) {
+  T* yn = y + n * C;
+  std::fill_n(yn, C, T(0));
+  for (int64_t k = 0; k < plan.top_k; ++k) {
+    const int64_t pair = n * plan.top_k + k;
+    const int32_t r = plan.row_of[pair];
+    if (r < 0) continue;
+    const T wk = w[pair];
+    const T* orow = o + int64_t{r} * C;
+    for (int64_t c = 0; c < C; ++c) yn[c] += wk * orow[c];
+  }
 }
 
 template <typename T>
@@ -137,49 +141,89 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
     }
   }
   auto param = [S](int64_t e, int64_t slot) { return 2 + e * S + slot; };
+  bool needs_grad = false;  // the rule of make_op: will there be a backward?
+  for (const Var<T>& v : inputs) needs_grad = needs_grad || v.requires_grad();
+  needs_grad = needs_grad && grad_enabled();
 
+  const bool glu = config.glu, bias = config.bias;
+  const Activation act = config.activation;
+  const int64_t hp = glu ? 2 * h : h;  // width of P: H, or [G | H]
   const RowGroups groups{plan.offsets.data(), E};
-  const int32_t* token_of = plan.token_of.data();
   const Tensor<T> x = tokens.value().contiguous();
   const Tensor<T> w = weights.value().contiguous();
+  auto params = [&](int64_t slot) {
+    return slot < 0 ? std::vector<const T*>() : detail::data_of(inputs, param(0, slot), S, E);
+  };
 
-  // H, G: pre-activations; A: activations; O: expert outputs, one row per routed pair.
-  Tensor<T> H({R, h}), G = config.glu ? Tensor<T>({R, h}) : Tensor<T>(), A({R, h}), O({R, C});
-  grouped_matmul(groups, x.data(), C, token_of,
-                 detail::data_of(inputs, param(0, slots.up_weight()), S, E).data(), true, C, h,
-                 H.data(), h);
-  if (config.bias)
-    detail::add_group_bias(groups, detail::data_of(inputs, param(0, slots.up_bias()), S, E),
-                           H.data(), h);
-  if (config.glu) {
-    grouped_matmul(groups, x.data(), C, token_of,
-                   detail::data_of(inputs, param(0, slots.gate_weight()), S, E).data(), true, C, h,
-                   G.data(), h);
-    if (config.bias)
-      detail::add_group_bias(groups, detail::data_of(inputs, param(0, slots.gate_bias()), S, E),
-                             G.data(), h);
-  }
-  const Activation act = config.activation;
-#pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < R * h; ++i)
-    A.data()[i] =
-        config.glu ? activate(act, G.data()[i]) * H.data()[i] : activate(act, H.data()[i]);
-  grouped_matmul(groups, A.data(), h, nullptr,
-                 detail::data_of(inputs, param(0, slots.down_weight()), S, E).data(), true, h, C,
-                 O.data(), C);
-  if (config.bias)
-    detail::add_group_bias(groups, detail::data_of(inputs, param(0, slots.down_bias()), S, E),
-                           O.data(), C);
+  // Every element of these is written before it is read. Without a backward, A overwrites P
+  // (its first h columns for GLU) and nothing is kept.
+  Tensor<T> P = Tensor<T>::empty({R, hp});
+  Tensor<T> A = needs_grad ? Tensor<T>::empty({R, h}) : P;
+  const int64_t lda = needs_grad ? h : hp;
+  Tensor<T> O = Tensor<T>::empty({R, C});
+  Tensor<T> y = Tensor<T>::empty({N, C});
+  T* const p_data = P.data();
+  T* const a_data = A.data();
+  T* const o_data = O.data();
 
-  Tensor<T> y({N, C});
-#pragma omp parallel for schedule(static)
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t k = 0; k < K; ++k) {
-      const int32_t r = plan.row_of[n * K + k];
-      if (r < 0) continue;
-      const T wk = w.data()[n * K + k];
-      for (int64_t c = 0; c < C; ++c) y.data()[n * C + c] += wk * O.data()[r * C + c];
+  const std::vector<const T*> w_up = params(slots.up_weight()),
+                              w_gate = params(slots.gate_weight()),
+                              w_down = params(slots.down_weight()), b_up = params(slots.up_bias()),
+                              b_gate = params(slots.gate_bias()),
+                              b_down = params(slots.down_bias());
+
+  GemmPhase<T> up_phase, down_phase;
+  GroupedProduct<T> up;
+  up.groups = groups;
+  up.a = x.data();
+  up.lda = C;
+  up.index = plan.token_of.data();
+  up.k = C;
+  up.w = glu ? WeightRows<T>{w_gate.data(), w_up.data(), h, C} : WeightRows<T>{w_up.data()};
+  up.w.ld = C;
+  up.n = h;
+  up.segments = glu ? 2 : 1;
+  up.c = p_data;
+  up.ldc = hp;
+  up.epilogue = [&](int64_t g, int64_t r0, int64_t rows, int64_t j0, int64_t j1) {
+    for (int64_t r = r0; r < r0 + rows; ++r) {
+      T* pr = p_data + r * hp + j0;  // G (GLU) or H
+      T* ar = a_data + r * lda + j0;
+      if (bias) detail::add_row(pr, (glu ? b_gate : b_up)[g] + j0, j1 - j0);
+      if (bias && glu) detail::add_row(pr + h, b_up[g] + j0, j1 - j0);
+      if (glu)
+        glu_forward(act, pr, pr + h, ar, j1 - j0);
+      else
+        activation_forward(act, pr, ar, j1 - j0);
     }
+  };
+  up_phase.add(up);
+
+  GroupedProduct<T> down;
+  down.groups = groups;
+  down.a = a_data;
+  down.lda = lda;
+  down.k = h;
+  down.w = WeightRows<T>{w_down.data()};
+  down.w.ld = h;
+  down.n = C;
+  down.c = o_data;
+  down.ldc = C;
+  if (bias)
+    down.epilogue = [&](int64_t g, int64_t r0, int64_t rows, int64_t j0, int64_t j1) {
+      for (int64_t r = r0; r < r0 + rows; ++r)
+        detail::add_row(o_data + r * C + j0, b_down[g] + j0, j1 - j0);
+    };
+  down_phase.add(down);
+
+#pragma omp parallel
+  {
+    up_phase.run();
+    down_phase.run();
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) detail::combine_rows(plan, n, w.data(), O.data(), C, y.data());
+  }
+  if (!needs_grad) return Var<T>(std::move(y));
 
   auto saved = std::make_shared<const RoutingPlan>(plan);  // the layer reuses its plan
   return make_op<T>(
@@ -187,98 +231,163 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
       [=](const std::vector<Var<T>>& in, const Tensor<T>& grad) {
         const RoutingPlan& p = *saved;
         const RowGroups groups{p.offsets.data(), E};
-        const int32_t* token_of = p.token_of.data();
         const Tensor<T> gy = grad.contiguous();
         auto weights_of = [&](int64_t slot) { return detail::data_of(in, param(0, slot), S, E); };
-        // Gradients for the experts that received rows; the others get none, as in autograd.
-        auto add_expert_grads = [&](int64_t slot, std::vector<Tensor<T>>& grads) {
-          for (int64_t e = 0; e < E; ++e)
-            if (groups.rows(e) > 0 && in[param(e, slot)].requires_grad())
-              in[param(e, slot)].add_grad(std::move(grads[e]));
+        // A projection's gradients are computed when its weight or bias wants one, for the
+        // experts that received rows; the others get none, as in autograd.
+        auto wanted = [&](int64_t slot) {
+          for (int64_t e = 0; e < E && slot >= 0; ++e)
+            if (groups.rows(e) > 0 && in[param(e, slot)].requires_grad()) return true;
+          return false;
         };
-        auto weight_grad = [&](int64_t slot, const Tensor<T>& d, int64_t n, const T* xs, int64_t k,
-                               const int32_t* index) {
-          std::vector<Tensor<T>> grads;
+        struct Grads {
+          std::vector<Tensor<T>> tensors;
           std::vector<T*> ptrs;
-          for (int64_t e = 0; e < E; ++e) {
-            grads.emplace_back(Shape{n, k});
-            ptrs.push_back(grads.back().data());
-          }
-          grouped_weight_grad(groups, d.data(), n, n, xs, k, index, k, ptrs.data());
-          add_expert_grads(slot, grads);
         };
-
-        if (in[1].requires_grad()) {  // routing weights: <dy[n], O[row]>
-          Tensor<T> dw({N, K});
-          for (int64_t n = 0; n < N; ++n)
-            for (int64_t k = 0; k < K; ++k) {
-              const int32_t r = p.row_of[n * K + k];
-              if (r < 0) continue;
-              T dot = 0;
-              for (int64_t c = 0; c < C; ++c) dot += gy.data()[n * C + c] * O.data()[r * C + c];
-              dw.data()[n * K + k] = dot;
+        auto make_grads = [&](bool on, Shape shape) {
+          Grads out;
+          out.tensors.resize(E);
+          out.ptrs.assign(E, nullptr);
+          for (int64_t e = 0; e < E && on; ++e)
+            if (groups.rows(e) > 0) {
+              out.tensors[e] = Tensor<T>::empty(shape);
+              out.ptrs[e] = out.tensors[e].data();
             }
-          in[1].add_grad(std::move(dw));
+          return out;
+        };
+        const bool need_down = wanted(slots.down_weight()) || wanted(slots.down_bias());
+        const bool need_up = wanted(slots.up_weight()) || wanted(slots.up_bias());
+        const bool need_gate = wanted(slots.gate_weight()) || wanted(slots.gate_bias());
+        const bool need_x = in[0].requires_grad(), need_w = in[1].requires_grad();
+        const bool need_dp = need_x || need_up || need_gate;
+        Grads dw_down = make_grads(need_down, {C, h}), db_down = make_grads(need_down && bias, {C});
+        Grads dw_up = make_grads(need_up, {h, C}), db_up = make_grads(need_up && bias, {h});
+        Grads dw_gate = make_grads(need_gate, {h, C}), db_gate = make_grads(need_gate && bias, {h});
+
+        Tensor<T> dO = Tensor<T>::empty({R, C});
+        Tensor<T> dw = need_w ? Tensor<T>::empty({N, K}) : Tensor<T>();
+        Tensor<T> dP = need_dp ? Tensor<T>::empty({R, hp}) : Tensor<T>();  // dH or [dG | dH]
+        Tensor<T> dX_rows = need_x ? Tensor<T>::empty({R, C}) : Tensor<T>();
+        Tensor<T> dx = need_x ? Tensor<T>::empty({N, C}) : Tensor<T>();
+        const std::vector<const T*> down_w = weights_of(slots.down_weight()),
+                                    up_w = weights_of(slots.up_weight()),
+                                    gate_w = glu ? weights_of(slots.gate_weight())
+                                                 : std::vector<const T*>();
+
+        GemmPhase<T> phase1, phase2;
+        if (need_dp) {  // dA = dO W_down, then through the activation (and the gate)
+          GroupedProduct<T> da;
+          da.groups = groups;
+          da.a = dO.data();
+          da.lda = C;
+          da.k = C;
+          da.w = WeightRows<T>{down_w.data()};
+          da.w.ld = h;
+          da.transposed = false;
+          da.n = h;
+          da.c = dP.data() + (glu ? h : 0);
+          da.ldc = hp;
+          da.epilogue = [&](int64_t, int64_t r0, int64_t rows, int64_t j0, int64_t j1) {
+            for (int64_t r = r0; r < r0 + rows; ++r) {
+              const T* pr = P.data() + r * hp + j0;
+              T* dr = dP.data() + r * hp + j0;
+              if (glu)
+                glu_backward(act, pr, pr + h, dr, dr + h, j1 - j0);
+              else
+                activation_backward(act, pr, dr, j1 - j0);
+            }
+          };
+          phase1.add(da);
+        }
+        auto weight_grad = [&](GemmPhase<T>& phase, const T* d, int64_t ldd, const T* xs,
+                               int64_t ldx, const int32_t* index, int64_t m, int64_t n, Grads& g,
+                               Grads& b) {
+          GroupedWeightGrad<T> wg;
+          wg.groups = groups;
+          wg.d = d;
+          wg.ldd = ldd;
+          wg.x = xs;
+          wg.ldx = ldx;
+          wg.index = index;
+          wg.m = m;
+          wg.n = n;
+          wg.grads = g.ptrs.data();
+          wg.bias_grads = bias ? b.ptrs.data() : nullptr;
+          phase.add(wg);
+        };
+        if (need_down)
+          weight_grad(phase1, dO.data(), C, A.data(), h, nullptr, C, h, dw_down, db_down);
+        if (need_up)
+          weight_grad(phase2, dP.data() + (glu ? h : 0), hp, x.data(), C, p.token_of.data(), h, C,
+                      dw_up, db_up);
+        if (need_gate)
+          weight_grad(phase2, dP.data(), hp, x.data(), C, p.token_of.data(), h, C, dw_gate,
+                      db_gate);
+        if (need_x) {  // dX_rows = [dG | dH] [W_gate; W_up]: one GEMM over K = 2h
+          GroupedProduct<T> dxr;
+          dxr.groups = groups;
+          dxr.a = dP.data();
+          dxr.lda = hp;
+          dxr.k = hp;
+          dxr.w =
+              glu ? WeightRows<T>{gate_w.data(), up_w.data(), h, C} : WeightRows<T>{up_w.data()};
+          dxr.w.ld = C;
+          dxr.transposed = false;
+          dxr.n = C;
+          dxr.c = dX_rows.data();
+          dxr.ldc = C;
+          phase2.add(dxr);
         }
 
-        Tensor<T> dO({R, C});
-#pragma omp parallel for schedule(static)
-        for (int64_t r = 0; r < R; ++r) {
-          const T wr = w.data()[p.pair_of[r]];
-          const T* src = gy.data() + int64_t{token_of[r]} * C;
-          for (int64_t c = 0; c < C; ++c) dO.data()[r * C + c] = wr * src[c];
+#pragma omp parallel
+        {
+#pragma omp for schedule(static) nowait
+          for (int64_t r = 0; r < R; ++r) {  // dO[r] = w[pair(r)] dy[token(r)]
+            const T wr = w.data()[p.pair_of[r]];
+            const T* src = gy.data() + int64_t{p.token_of[r]} * C;
+            T* dst = dO.data() + r * C;
+            for (int64_t c = 0; c < C; ++c) dst[c] = wr * src[c];
+          }
+          if (need_w) {
+#pragma omp for schedule(static) nowait
+            for (int64_t n = 0; n < N; ++n)  // dw[n, k] = <dy[n], O[row(n, k)]>
+              for (int64_t k = 0; k < K; ++k) {
+                const int32_t r = p.row_of[n * K + k];
+                T dot = 0;
+                for (int64_t c = 0; r >= 0 && c < C; ++c)
+                  dot += gy.data()[n * C + c] * O.data()[int64_t{r} * C + c];
+                dw.data()[n * K + k] = dot;
+              }
+          }
+#pragma omp barrier
+          phase1.run();
+          phase2.run();
+          if (need_x) {
+#pragma omp for schedule(static)
+            for (int64_t n = 0; n < N; ++n) {  // dx[n] = sum_k dX_rows[row(n, k)]
+              T* dst = dx.data() + n * C;
+              std::fill_n(dst, C, T(0));
+              for (int64_t k = 0; k < K; ++k) {
+                const int32_t r = p.row_of[n * K + k];
+                if (r >= 0) detail::add_row(dst, dX_rows.data() + int64_t{r} * C, C);
+              }
+            }
+          }
         }
-        if (config.bias) {
-          std::vector<Tensor<T>> db = detail::group_column_sums(groups, dO.data(), C);
-          add_expert_grads(slots.down_bias(), db);
-        }
-        weight_grad(slots.down_weight(), dO, C, A.data(), h, nullptr);
 
-        // dA = dO W_down, then through the activation (and the gate).
-        Tensor<T> dH({R, h}), dG = config.glu ? Tensor<T>({R, h}) : Tensor<T>();
-        grouped_matmul(groups, dO.data(), C, nullptr, weights_of(slots.down_weight()).data(), false,
-                       C, h, dH.data(), h);
-#pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < R * h; ++i) {
-          const T da = dH.data()[i];
-          if (config.glu) {
-            const T g = G.data()[i];
-            dG.data()[i] = da * H.data()[i] * activate_derivative(act, g);
-            dH.data()[i] = da * activate(act, g);
-          } else {
-            dH.data()[i] = da * activate_derivative(act, H.data()[i]);
-          }
-        }
-        if (config.bias) {
-          std::vector<Tensor<T>> db = detail::group_column_sums(groups, dH.data(), h);
-          add_expert_grads(slots.up_bias(), db);
-          if (config.glu) {
-            db = detail::group_column_sums(groups, dG.data(), h);
-            add_expert_grads(slots.gate_bias(), db);
-          }
-        }
-        weight_grad(slots.up_weight(), dH, h, x.data(), C, token_of);
-        if (config.glu) weight_grad(slots.gate_weight(), dG, h, x.data(), C, token_of);
-
-        if (!in[0].requires_grad()) return;
-        Tensor<T> dX_rows({R, C});
-        grouped_matmul(groups, dH.data(), h, nullptr, weights_of(slots.up_weight()).data(), false,
-                       h, C, dX_rows.data(), C);
-        if (config.glu) {
-          Tensor<T> from_gate({R, C});
-          grouped_matmul(groups, dG.data(), h, nullptr, weights_of(slots.gate_weight()).data(),
-                         false, h, C, from_gate.data(), C);
-          dX_rows.array() += from_gate.array();
-        }
-        Tensor<T> dx({N, C});
-#pragma omp parallel for schedule(static)
-        for (int64_t n = 0; n < N; ++n)
-          for (int64_t k = 0; k < K; ++k) {
-            const int32_t r = p.row_of[n * K + k];
-            if (r < 0) continue;
-            for (int64_t c = 0; c < C; ++c) dx.data()[n * C + c] += dX_rows.data()[r * C + c];
-          }
-        in[0].add_grad(std::move(dx));
+        if (need_w) in[1].add_grad(std::move(dw));
+        auto add_expert_grads = [&](int64_t slot, Grads& g) {
+          for (int64_t e = 0; e < E && slot >= 0; ++e)
+            if (g.ptrs[e] && in[param(e, slot)].requires_grad())
+              in[param(e, slot)].add_grad(std::move(g.tensors[e]));
+        };
+        add_expert_grads(slots.down_weight(), dw_down);
+        add_expert_grads(slots.down_bias(), db_down);
+        add_expert_grads(slots.up_weight(), dw_up);
+        add_expert_grads(slots.up_bias(), db_up);
+        add_expert_grads(slots.gate_weight(), dw_gate);
+        add_expert_grads(slots.gate_bias(), db_gate);
+        if (need_x) in[0].add_grad(std::move(dx));
       });
 }
 

@@ -72,6 +72,16 @@ class Tensor {
   Tensor(Shape shape, std::initializer_list<T> values)
       : Tensor(std::move(shape), std::vector<T>(values)) {}
 
+  // A tensor whose elements are left uninitialised: for outputs that a kernel overwrites
+  // entirely, where zero-filling would only cost a pass over memory.
+  static Tensor empty(Shape shape) {
+    Tensor t;
+    t.shape_ = std::move(shape);
+    t.strides_ = contiguous_strides(t.shape_);
+    t.storage_ = allocate(numel_of(t.shape_));
+    return t;
+  }
+
   static Tensor scalar(T value) { return Tensor(Shape{}, value); }
   static Tensor zeros(Shape shape) { return Tensor(std::move(shape)); }
   static Tensor ones(Shape shape) { return Tensor(std::move(shape), T(1)); }
