@@ -27,6 +27,7 @@ struct TrainArgs {
   uint64_t seed = 1337;
   int64_t sample_tokens = 200;
   std::string prompt = "The ";
+  bool profile = false;
   TrainOptions options;
 };
 
@@ -223,8 +224,18 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
   int64_t calibration_start = trainer->state().step;
   progress.set_total(trainer->total_steps());
   double recent_seconds = 0;  // mean step time, for the ETA
+  Profiler& profiler = Profiler::instance();
+  profiler.enable(a.profile);
+  int64_t profiled_tokens = 0;
+  double profiled_seconds = 0;
   while (!trainer->done()) {
     const StepReport r = trainer->step();
+    if (a.profile && r.step > 0) {  // the first step warms caches and allocations up
+      profiled_tokens += r.tokens;
+      profiled_seconds += r.seconds;
+    } else {
+      profiler.reset();
+    }
     metrics.write(step_record(r));
     recent_seconds = recent_seconds == 0 ? r.seconds : 0.9 * recent_seconds + 0.1 * r.seconds;
     if (r.skipped) progress.print(fmt::format("step {} skipped: {}", r.step, r.skip_reason));
@@ -242,12 +253,14 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
     progress.update(done, fmt::format("loss {:.4f} aux {:.3f} lr {:.2e}", r.loss, r.aux_loss, r.lr),
                     double(r.tokens) / r.seconds, recent_seconds);
     const bool last = trainer->done();
+    profiler.enable(false);  // evaluations and checkpoints are not steps
     if ((o.eval_every > 0 && done % o.eval_every == 0) || last) {
       const EvalReport e = trainer->evaluate();
       metrics.write(eval_record(e));
       progress.print(eval_line(e));
     }
     if ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || last || g_interrupted) save();
+    profiler.enable(a.profile);
     if (g_interrupted) {
       progress.finish();
       fmt::print(stderr, "interrupted: saved step {} to {}; continue with --resume\n", done,
@@ -260,6 +273,10 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
   progress.finish();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (a.profile && profiled_tokens > 0)
+    fmt::print(stderr, "\nprofile of {} steps after the first:\n{}", trainer->state().step - 1,
+               profile_report(model.config, trainer->context(), profiled_tokens, profiler.times(),
+                              profiled_seconds));
   std::map<std::string, std::string> model_meta = extra;
   model_meta["tokenizer"] = embedded;
   save_model(model, a.out + "/model.safetensors", model_meta);
@@ -347,6 +364,8 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--sample-tokens", a->sample_tokens, "tokens to sample at the end (0 = none)")
       ->capture_default_str();
   cmd->add_option("--prompt", a->prompt, "prompt of the final sample")->capture_default_str();
+  cmd->add_flag("--profile", a->profile,
+                "print where the steps' time goes (per region, GFLOP/s) and the memory used");
   cmd->callback([a, cmd] {
     TrainArgs args = *a;
     args.options.seed = args.seed;

@@ -29,6 +29,7 @@
 #include "minimoe/tensor/tensor.hpp"
 
 #include "minimoe/autograd/gradcheck.hpp"
+#include "minimoe/autograd/profiler.hpp"
 #include "minimoe/autograd/var.hpp"
 
 #include "minimoe/ops/attention.hpp"
@@ -92,6 +93,7 @@
 #include "minimoe/train/metrics.hpp"
 #include "minimoe/train/options.hpp"
 #include "minimoe/train/plots.hpp"
+#include "minimoe/train/profile.hpp"
 #include "minimoe/train/progress.hpp"
 #include "minimoe/train/schedule.hpp"
 #include "minimoe/train/trainer.hpp"

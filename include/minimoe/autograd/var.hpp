@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "minimoe/autograd/profiler.hpp"
 #include "minimoe/error.hpp"
 #include "minimoe/tensor/tensor.hpp"
 
@@ -139,11 +140,21 @@ class Var {
     // Inputs unlinked from the graph are kept alive here until the walk is over: `order`
     // holds raw pointers to them.
     std::vector<Var<T>> released;
+    Profiler& profiler = Profiler::instance();
     // order lists inputs before outputs; walk it from the output back to the leaves.
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
       Node<T>& n = **it;
       if (n.is_leaf) continue;
-      if (n.grad.defined()) n.backward(n.inputs, n.grad);
+      if (n.grad.defined()) {
+        if (profiler.enabled()) {
+          const auto start = Profiler::Clock::now();
+          n.backward(n.inputs, n.grad);
+          profiler.add_backward(
+              n.region, std::chrono::duration<double>(Profiler::Clock::now() - start).count());
+        } else {
+          n.backward(n.inputs, n.grad);
+        }
+      }
       n.grad = Tensor<T>();  // intermediate gradients are not kept
       if (!retain_graph) {
         n.backward = nullptr;
@@ -203,6 +214,7 @@ struct Node {
   bool requires_grad = false;
   bool is_leaf = true;
   const char* op = "leaf";
+  const char* region = "other";  // the profiler region that recorded the op
   std::vector<Var<T>> inputs;
   BackwardFn backward;
 
@@ -241,6 +253,7 @@ Var<T> make_op(const char* op, Tensor<T> value, std::vector<Var<T>> inputs,
   n.requires_grad = true;
   n.is_leaf = false;
   n.op = op;
+  n.region = Profiler::instance().current();
   n.inputs = std::move(inputs);
   n.backward = std::move(backward);
   return out;

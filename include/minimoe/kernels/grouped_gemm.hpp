@@ -410,4 +410,24 @@ void grouped_weight_grad(const RowGroups& groups, const T* d, int64_t ldd, int64
   phase.run_parallel();
 }
 
+// One dense product, C [m, n] = op(A) op(B), row-major and contiguous, C overwritten:
+//   A [m, k] (transpose_a: [k, m]), B [k, n] (transpose_b: [n, k]).
+// Not both transposed (the grouped machinery has no such form): returns false, C untouched.
+template <typename T>
+bool gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const T* a,
+          const T* b, T* c, const GemmKernel<T>& kernel = gemm_kernel<T>()) {
+  if (transpose_a && transpose_b) return false;
+  const int32_t rows = static_cast<int32_t>(transpose_a ? k : m);
+  check<ValueError>(rows == (transpose_a ? k : m), "gemm: {} rows exceed the index range", rows);
+  const int32_t offsets[2] = {0, rows};
+  const RowGroups one{offsets, 1};
+  if (transpose_a) {  // C = A^T B: the weight-gradient form, K = A's rows
+    grouped_weight_grad<T>(one, a, m, m, b, n, nullptr, n, &c, nullptr, kernel);
+    if (k == 0) std::fill_n(c, m * n, T(0));
+  } else {
+    grouped_matmul<T>(one, a, k, nullptr, &b, transpose_b, k, n, c, n, kernel);
+  }
+  return true;
+}
+
 }  // namespace minimoe

@@ -51,7 +51,11 @@ struct Block {
   }
 
   Var<T> operator()(Var<T> x, KVCache<T>* cache = nullptr) {
-    x = x + attn_dropout(attn(ln1(x), cache));
+    {
+      ProfileRegion region("attention");
+      x = x + attn_dropout(attn(ln1(x), cache));
+    }
+    ProfileRegion region(is_moe ? "experts" : "mlp");
     return x + ffn_dropout(is_moe ? moe(ln2(x)) : mlp(ln2(x)));
   }
 
@@ -113,14 +117,19 @@ struct GPT {
     check<ValueError>(!caches || static_cast<int64_t>(caches->size()) == config.n_layers,
                       "GPT: {} KV caches for {} layers", caches ? caches->size() : 0,
                       config.n_layers);
-    Var<T> x = wte(ids);  // [B, T, C]
-    if (config.positions == PositionEncoding::Learned) {
-      Tensor<int32_t> pos({T_});
-      for (int64_t t = 0; t < T_; ++t) pos.data()[t] = static_cast<int32_t>(offset + t);
-      x = x + wpe(pos);  // [T, C] broadcast over B
+    Var<T> x;
+    {
+      ProfileRegion region("embedding");
+      x = wte(ids);  // [B, T, C]
+      if (config.positions == PositionEncoding::Learned) {
+        Tensor<int32_t> pos({T_});
+        for (int64_t t = 0; t < T_; ++t) pos.data()[t] = static_cast<int32_t>(offset + t);
+        x = x + wpe(pos);  // [T, C] broadcast over B
+      }
+      x = embedding_dropout(x);
     }
-    x = embedding_dropout(x);
     for (size_t l = 0; l < blocks.size(); ++l) x = blocks[l](x, caches ? &(*caches)[l] : nullptr);
+    ProfileRegion region("lm_head");
     x = ln_f(x);
     return config.tie_embeddings ? matmul(x, wte.weight, false, true) : lm_head(x);  // [B, T, V]
   }
@@ -128,7 +137,9 @@ struct GPT {
   GPTLoss<T> loss(const Tensor<int32_t>& ids, const Tensor<int32_t>& targets,
                   int32_t ignore_index = -100) {
     GPTLoss<T> l;
-    l.cross_entropy = cross_entropy((*this)(ids), targets, ignore_index);
+    const Var<T> logits = (*this)(ids);
+    ProfileRegion region("lm_head");  // the softmax over the vocabulary
+    l.cross_entropy = cross_entropy(logits, targets, ignore_index);
     l.total = l.cross_entropy;
     for (Block<T>& b : blocks) {
       if (!b.is_moe) continue;

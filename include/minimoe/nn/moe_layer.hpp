@@ -57,7 +57,10 @@ struct MoELayer {
     check<ShapeError>(x.dim() >= 1 && x.size(-1) == C, "MoELayer: input of shape {} for d_model {}",
                       x.shape(), C);
     const Var<T> tokens = reshape(x, {-1, C});  // [N, C]
-    last = router(tokens);
+    {
+      ProfileRegion region("router");
+      last = router(tokens);
+    }
     Var<T> y;
     if constexpr (std::is_same_v<ExpertT, Expert<T>>) {
       y = dispatch == Dispatch::Grouped ? dispatch_grouped(tokens, last.weights, last.plan, experts)

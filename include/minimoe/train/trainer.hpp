@@ -160,8 +160,11 @@ class Trainer {
     const int64_t accum = options_.grad_accum;
     bool finite = true;
     for (int64_t micro = 0; micro < accum; ++micro) {
-      const Batch b =
-          data_.sample_batch(Split::Train, options_.batch_size, context(), state_.data_rng);
+      Batch b;
+      {
+        ProfileRegion region("data");
+        b = data_.sample_batch(Split::Train, options_.batch_size, context(), state_.data_rng);
+      }
       GPTLoss<T> l = model_.loss(b.ids, b.targets);
       const double ce = l.cross_entropy.item();
       r.loss += ce / double(accum);
@@ -179,6 +182,7 @@ class Trainer {
       for (double f : load.fraction) total += f;
       for (double& f : load.fraction) f = total > 0 ? f / total : 0;
     }
+    ProfileRegion region("optimizer");
     r.grad_norm = finite ? clip_grad_norm(params_, options_.grad_clip) : NAN;
     if (!finite || !std::isfinite(r.loss)) {
       r.skip_reason = "non-finite loss";

@@ -1,0 +1,98 @@
+// minimoe/kernels/pack.hpp: packing the B operand of a GEMM block into micro-kernel panels.
+//
+// A packed block holds B[p, j] for p < kc, j < n as ceil(n / NR) panels of NR columns, each
+// row-major and zero-padded on the right:
+//
+//   dst[q * kc * NR + p * NR + jj] = B[p, q * NR + jj]      (0 where q * NR + jj >= n)
+//
+// so that a micro-kernel streams one panel with unit stride. B comes either as k-rows (row p of
+// B is contiguous: W for dX = dH W, gathered token rows for dW = D^T X) or as n-rows (column j
+// of B is contiguous: W^T for H = X W^T with W stored [out, in] like every Linear); the second
+// is a transposition, done in 8 x 8 blocks with AVX when the build or the CPU has it.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <type_traits>
+
+#include "minimoe/kernels/gemm_microkernel.hpp"
+
+namespace minimoe {
+namespace detail {
+
+inline constexpr int kPackMaxNR = 32;
+
+// row(p) points at B[p, 0]; columns [0, n) are read.
+template <typename T, typename RowFn>
+void pack_b_k_rows(int nr, int64_t kc, int64_t n, RowFn&& row, T* dst) {
+  const int64_t full = n / nr, tail = n - full * nr;
+  for (int64_t p = 0; p < kc; ++p) {
+    const T* src = row(p);
+    T* d = dst + p * nr;
+    for (int64_t q = 0; q < full; ++q, d += kc * nr) std::copy_n(src + q * nr, nr, d);
+    if (tail > 0) {
+      std::copy_n(src + full * nr, tail, d);
+      std::fill(d + tail, d + nr, T(0));
+    }
+  }
+}
+
+#ifdef MINIMOE_GEMM_X86
+// dst[i * ldd + j] = src[j][p + i] for i, j < 8: eight columns of B in, eight packed rows out.
+MINIMOE_TARGET_AVX2 inline void transpose_8x8(const float* const* src, int64_t p, float* dst,
+                                              int64_t ldd) {
+  __m256 r[8], t[8];
+  for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(src[j] + p);
+  for (int j = 0; j < 8; j += 2) {
+    t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+    t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+  }
+  for (int j = 0; j < 8; j += 4) {
+    r[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+    r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);
+    r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+    r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
+  }
+  for (int j = 0; j < 4; ++j) {
+    _mm256_storeu_ps(dst + j * ldd, _mm256_permute2f128_ps(r[j], r[j + 4], 0x20));
+    _mm256_storeu_ps(dst + (j + 4) * ldd, _mm256_permute2f128_ps(r[j], r[j + 4], 0x31));
+  }
+}
+
+MINIMOE_TARGET_AVX2 inline void pack_b_n_rows_avx2(int nr, int64_t rows, const float* const* src,
+                                                   int cols, float* dst) {
+  for (int j0 = 0; j0 < cols; j0 += 8)
+    for (int64_t p = 0; p < rows; p += 8) transpose_8x8(src + j0, p, dst + p * nr + j0, nr);
+}
+#endif
+
+// row(j) points at B[0, j] (column j of B, contiguous over p); rows [0, kc) are read.
+template <typename T, typename RowFn>
+void pack_b_n_rows(int nr, int64_t kc, int64_t n, RowFn&& row, T* dst) {
+  const T* src[kPackMaxNR];
+  for (int64_t j0 = 0; j0 < n; j0 += nr, dst += kc * nr) {
+    const int cols = static_cast<int>(std::min<int64_t>(nr, n - j0));
+    for (int jj = 0; jj < cols; ++jj) src[jj] = row(j0 + jj);
+    // Rows [0, rows_done) x columns [0, cols_done) go through 8 x 8 SIMD transposes.
+    int64_t rows_done = 0;
+    int cols_done = 0;
+#ifdef MINIMOE_GEMM_X86
+    if constexpr (std::is_same_v<T, float>) {
+      static const bool avx2 = cpu_has_avx2_fma();
+      if (avx2) {
+        rows_done = kc / 8 * 8;
+        cols_done = cols / 8 * 8;
+        pack_b_n_rows_avx2(nr, rows_done, src, cols_done, dst);
+      }
+    }
+#endif
+    for (int64_t p = 0; p < kc; ++p) {
+      T* d = dst + p * nr;
+      for (int jj = p < rows_done ? cols_done : 0; jj < cols; ++jj) d[jj] = src[jj][p];
+      std::fill(d + cols, d + nr, T(0));
+    }
+  }
+}
+
+}  // namespace detail
+}  // namespace minimoe
