@@ -166,6 +166,38 @@ TEST_CASE_TEMPLATE("micro-kernels match a naive loop for every tile height and K
   }
 }
 
+TEST_CASE_TEMPLATE("row-dot kernels match a naive loop for every row count and K", T, float,
+                   double) {
+  Rng rng(11);
+  for (const GemmKernel<T>& kernel : kernels_under_test<T>()) {
+    CAPTURE(kernel.name);
+    REQUIRE(static_cast<bool>(kernel.dot));
+    for (int m = 1; m <= kernel.mr; ++m)
+      for (int64_t k : {0, 1, 7, 8, 15, 16, 33, 64, 300})
+        for (int64_t ncols : {1, 5, 40}) {
+          CAPTURE(m);
+          CAPTURE(k);
+          CAPTURE(ncols);
+          const int64_t ldw = k + 3, ldc = ncols + 2;
+          const Tensor<T> a = Tensor<T>::randn({m, k + 1}, rng);  // rows through pointers
+          const Tensor<T> w = Tensor<T>::randn({ncols, ldw}, rng);
+          Tensor<T> c = Tensor<T>::randn({m, ldc}, rng);
+          Tensor<T> expected = c.clone();
+          const T* rows[kGemmMaxMR];
+          for (int i = 0; i < m; ++i) rows[i] = a.data() + (m - 1 - i) * (k + 1);
+          kernel.dot(k, rows, m, w.data(), ldw, ncols, c.data(), ldc);
+          for (int i = 0; i < m; ++i)
+            for (int64_t j = 0; j < ncols; ++j) {
+              double acc = 0;
+              for (int64_t p = 0; p < k; ++p)
+                acc += double(rows[i][p]) * double(w.data()[j * ldw + p]);
+              expected.data()[i * ldc + j] = T(acc);
+            }
+          test::check_close(c, expected, tolerance<T>(k));  // columns past ncols untouched
+        }
+  }
+}
+
 TEST_CASE_TEMPLATE("B packing lays out zero-padded panels", T, float, double) {
   Rng rng(3);
   for (int nr : {8, 12, 16, 32})
@@ -205,6 +237,8 @@ TEST_CASE_TEMPLATE("grouped_matmul matches a loop over rows, with every kernel",
         for (bool transposed : {false, true})
           check_matmul<T>(kernel, sizes, 13, 9, gather, transposed);
     check_matmul<T>(kernel, {3, 2}, 256, 1030, true, true);       // few rows: columns split
+    check_matmul<T>(kernel, {1, 0, 8, 1}, 77, 45, true, true);    // row-dot path, odd sizes
+    check_matmul<T>(kernel, {1, 9}, 520, 33, false, true);        // row-dot and packed, 3 K blocks
     check_matmul<T>(kernel, {40, 0, 333}, 517, 70, true, false);  // three K blocks
     check_matmul<T>(kernel, {40, 0, 333}, 517, 70, false, true);
   }

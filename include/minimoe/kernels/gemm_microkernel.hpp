@@ -15,6 +15,16 @@
 //   const GemmKernel<float>& k = gemm_kernel<float>();    // the best one for this CPU
 //   k.rows[m](kc, a_rows, 1, packed_b, c, ldc, false);   // an m x k.nr tile of C
 //
+// Beside each micro-kernel, a row-dot kernel for products with at most MR rows (decoding: an
+// expert sees a token or a few), where packing B would cost more traffic than the product:
+//
+//   C[i, j] = sum_p a[i][p] w[j * ldw + p]      i < m <= MR, j < ncols, p < k
+//
+// It streams W in its Linear layout ([out, in], rows contiguous) exactly once, each loaded
+// vector feeding the m rows, and sums each output in registers before one horizontal add.
+//
+//   k.dot(kc, a_rows, m, w, ldw, ncols, c, ldc);           // an m x ncols block of C
+//
 // Selection: MINIMOE_FORCE_SCALAR gives the portable kernel everywhere. Otherwise ARM builds
 // use NEON (8 x 12) and x86-64 builds (GCC, Clang) compile both the AVX2+FMA (6 x 16) and the
 // AVX-512 (8 x 32) kernels with function target attributes, whatever -m flags the translation
@@ -49,10 +59,15 @@ using MicroKernelFn = void (*)(int64_t kc, const T* const* a, int64_t a_step, co
                                int64_t ldc, bool accumulate);
 
 template <typename T>
+using DotKernelFn = void (*)(int64_t k, const T* const* a, int m, const T* w, int64_t ldw,
+                             int64_t ncols, T* c, int64_t ldc);
+
+template <typename T>
 struct GemmKernel {
   const char* name = "";
   int mr = 0, nr = 0;
   MicroKernelFn<T> rows[kGemmMaxMR + 1] = {};  // rows[m] computes an m-row tile, 1 <= m <= mr
+  DotKernelFn<T> dot = nullptr;                // m <= mr rows against W rows, see above
 };
 
 namespace detail {
@@ -75,9 +90,20 @@ void microkernel_ref(int64_t kc, const T* const* a, int64_t a_step, const T* b, 
     for (int j = 0; j < NR; ++j) c[i * ldc + j] = acc[i][j];
 }
 
+template <typename T>
+void dot_ref(int64_t k, const T* const* a, int m, const T* w, int64_t ldw, int64_t ncols, T* c,
+             int64_t ldc) {
+  for (int64_t j = 0; j < ncols; ++j, w += ldw)
+    for (int i = 0; i < m; ++i) {
+      T sum = 0;
+      for (int64_t p = 0; p < k; ++p) sum += a[i][p] * w[p];
+      c[i * ldc + j] = sum;
+    }
+}
+
 template <typename T, int NR, int... M>
 constexpr GemmKernel<T> make_ref_kernel(std::integer_sequence<int, M...>) {
-  return {"scalar", sizeof...(M), NR, {nullptr, &microkernel_ref<T, NR, M + 1>...}};
+  return {"scalar", sizeof...(M), NR, {nullptr, &microkernel_ref<T, NR, M + 1>...}, &dot_ref<T>};
 }
 
 #ifdef MINIMOE_GEMM_X86
@@ -138,13 +164,138 @@ MINIMOE_TARGET_AVX512 void microkernel_avx512(int64_t kc, const float* const* a,
   }
 }
 
+MINIMOE_TARGET_AVX2 inline float hsum_avx2(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+
+// Two accumulators per row over 16 floats a step keep two FMAs in flight even for m = 1.
+template <int M>
+MINIMOE_TARGET_AVX2 void dot_rows_avx2(int64_t k, const float* const* a, const float* w,
+                                       int64_t ldw, int64_t ncols, float* c, int64_t ldc) {
+  const int64_t k16 = k / 16 * 16, k8 = k / 8 * 8;
+  for (int64_t j = 0; j < ncols; ++j, w += ldw) {
+    __m256 s0[M], s1[M];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) s0[i] = s1[i] = _mm256_setzero_ps();
+    int64_t p = 0;
+    for (; p < k16; p += 16) {
+      const __m256 w0 = _mm256_loadu_ps(w + p), w1 = _mm256_loadu_ps(w + p + 8);
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) {
+        s0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p), w0, s0[i]);
+        s1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p + 8), w1, s1[i]);
+      }
+    }
+    if (p < k8) {
+      const __m256 w0 = _mm256_loadu_ps(w + p);
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) s0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p), w0, s0[i]);
+      p += 8;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+      float sum = hsum_avx2(_mm256_add_ps(s0[i], s1[i]));
+      for (int64_t q = p; q < k; ++q) sum += a[i][q] * w[q];
+      c[i * ldc + j] = sum;
+    }
+  }
+}
+
+// Through memory: GCC 12's _mm512_reduce_add_ps trips its own -Wmaybe-uninitialized.
+MINIMOE_TARGET_AVX512 inline float hsum_avx512(__m512 v) {
+  alignas(64) float lanes[16];
+  _mm512_store_ps(lanes, v);
+  return hsum_avx2(_mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8)));
+}
+
+template <int M>
+MINIMOE_TARGET_AVX512 void dot_rows_avx512(int64_t k, const float* const* a, const float* w,
+                                           int64_t ldw, int64_t ncols, float* c, int64_t ldc) {
+  const int64_t k32 = k / 32 * 32, k16 = k / 16 * 16;
+  for (int64_t j = 0; j < ncols; ++j, w += ldw) {
+    __m512 s0[M], s1[M];
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) s0[i] = s1[i] = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p < k32; p += 32) {
+      const __m512 w0 = _mm512_loadu_ps(w + p), w1 = _mm512_loadu_ps(w + p + 16);
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) {
+        s0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p), w0, s0[i]);
+        s1[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p + 16), w1, s1[i]);
+      }
+    }
+    if (p < k16) {
+      const __m512 w0 = _mm512_loadu_ps(w + p);
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) s0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p), w0, s0[i]);
+      p += 16;
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < M; ++i) {
+      float sum = hsum_avx512(_mm512_add_ps(s0[i], s1[i]));
+      for (int64_t q = p; q < k; ++q) sum += a[i][q] * w[q];
+      c[i * ldc + j] = sum;
+    }
+  }
+}
+
+struct DotAvx2 {
+  template <int M>
+  static void rows(int64_t k, const float* const* a, const float* w, int64_t ldw, int64_t ncols,
+                   float* c, int64_t ldc) {
+    dot_rows_avx2<M>(k, a, w, ldw, ncols, c, ldc);
+  }
+};
+struct DotAvx512 {
+  template <int M>
+  static void rows(int64_t k, const float* const* a, const float* w, int64_t ldw, int64_t ncols,
+                   float* c, int64_t ldc) {
+    dot_rows_avx512<M>(k, a, w, ldw, ncols, c, ldc);
+  }
+};
+#endif  // MINIMOE_GEMM_X86
+
+// The row count picks its instantiation: M is a template argument so that the accumulators
+// live in registers.
+template <typename Impl>
+void dot_by_rows(int64_t k, const float* const* a, int m, const float* w, int64_t ldw,
+                 int64_t ncols, float* c, int64_t ldc) {
+  static_assert(kGemmMaxMR == 8, "one case per row count");
+  switch (m) {
+    case 1:
+      return Impl::template rows<1>(k, a, w, ldw, ncols, c, ldc);
+    case 2:
+      return Impl::template rows<2>(k, a, w, ldw, ncols, c, ldc);
+    case 3:
+      return Impl::template rows<3>(k, a, w, ldw, ncols, c, ldc);
+    case 4:
+      return Impl::template rows<4>(k, a, w, ldw, ncols, c, ldc);
+    case 5:
+      return Impl::template rows<5>(k, a, w, ldw, ncols, c, ldc);
+    case 6:
+      return Impl::template rows<6>(k, a, w, ldw, ncols, c, ldc);
+    case 7:
+      return Impl::template rows<7>(k, a, w, ldw, ncols, c, ldc);
+    default:
+      return Impl::template rows<8>(k, a, w, ldw, ncols, c, ldc);
+  }
+}
+
+#ifdef MINIMOE_GEMM_X86
 template <int... M>
 constexpr GemmKernel<float> make_avx2_kernel(std::integer_sequence<int, M...>) {
-  return {"avx2", sizeof...(M), 16, {nullptr, &microkernel_avx2<M + 1>...}};
+  return {"avx2", sizeof...(M), 16, {nullptr, &microkernel_avx2<M + 1>...}, &dot_by_rows<DotAvx2>};
 }
 template <int... M>
 constexpr GemmKernel<float> make_avx512_kernel(std::integer_sequence<int, M...>) {
-  return {"avx512", sizeof...(M), 32, {nullptr, &microkernel_avx512<M + 1>...}};
+  return {"avx512",
+          sizeof...(M),
+          32,
+          {nullptr, &microkernel_avx512<M + 1>...},
+          &dot_by_rows<DotAvx512>};
 }
 
 inline bool cpu_has_avx2_fma() {
@@ -185,9 +336,43 @@ void microkernel_neon(int64_t kc, const float* const* a, int64_t a_step, const f
     for (int v = 0; v < 3; ++v) vst1q_f32(c + i * ldc + 4 * v, acc[i][v]);
 }
 
+struct DotNeon {
+  template <int M>
+  static void rows(int64_t k, const float* const* a, const float* w, int64_t ldw, int64_t ncols,
+                   float* c, int64_t ldc) {
+    const int64_t k8 = k / 8 * 8, k4 = k / 4 * 4;
+    for (int64_t j = 0; j < ncols; ++j, w += ldw) {
+      float32x4_t s0[M], s1[M];
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) s0[i] = s1[i] = vdupq_n_f32(0.0f);
+      int64_t p = 0;
+      for (; p < k8; p += 8) {
+        const float32x4_t w0 = vld1q_f32(w + p), w1 = vld1q_f32(w + p + 4);
+#pragma GCC unroll 8
+        for (int i = 0; i < M; ++i) {
+          s0[i] = vfmaq_f32(s0[i], vld1q_f32(a[i] + p), w0);
+          s1[i] = vfmaq_f32(s1[i], vld1q_f32(a[i] + p + 4), w1);
+        }
+      }
+      if (p < k4) {
+        const float32x4_t w0 = vld1q_f32(w + p);
+#pragma GCC unroll 8
+        for (int i = 0; i < M; ++i) s0[i] = vfmaq_f32(s0[i], vld1q_f32(a[i] + p), w0);
+        p += 4;
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < M; ++i) {
+        float sum = vaddvq_f32(vaddq_f32(s0[i], s1[i]));
+        for (int64_t q = p; q < k; ++q) sum += a[i][q] * w[q];
+        c[i * ldc + j] = sum;
+      }
+    }
+  }
+};
+
 template <int... M>
 constexpr GemmKernel<float> make_neon_kernel(std::integer_sequence<int, M...>) {
-  return {"neon", sizeof...(M), 12, {nullptr, &microkernel_neon<M + 1>...}};
+  return {"neon", sizeof...(M), 12, {nullptr, &microkernel_neon<M + 1>...}, &dot_by_rows<DotNeon>};
 }
 #endif  // MINIMOE_GEMM_NEON
 

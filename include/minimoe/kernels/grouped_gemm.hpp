@@ -20,7 +20,8 @@
 //
 // A task is a blocked GEMM: for each K block of kBlockK, B is packed into NR-wide panels
 // (kernels/pack.hpp) that stay in L2, then each strip of MR rows of A (in L1) runs through the
-// micro-kernel (kernels/gemm_microkernel.hpp) against every panel.
+// micro-kernel (kernels/gemm_microkernel.hpp) against every panel. A forward-form task of a
+// few rows (decoding) skips the packing: the row-dot kernel streams W instead.
 //
 //   GemmPhase<float> phase;
 //   phase.add(product);                  // GroupedProduct or GroupedWeightGrad
@@ -111,6 +112,10 @@ inline constexpr int64_t kBlockK = 256;
 inline constexpr int64_t kBlockN = 256;
 inline constexpr int64_t kBlockRows = 512;
 inline constexpr int64_t kBlockGradRows = 256;  // output rows of a weight-gradient task
+// Forward-form tasks of at most kDotStrips strips of MR rows use the row-dot kernel, over
+// column blocks of kDotColumns W rows.
+inline constexpr int64_t kDotStrips = 2;
+inline constexpr int64_t kDotColumns = 16;
 
 inline int max_threads() {
 #ifdef _OPENMP
@@ -316,8 +321,34 @@ class GemmPhase {
     auto epilogue = [&](int64_t i0, int64_t rows) {
       if (p.epilogue) p.epilogue(g, r0 + i0, rows, t.n0, t.n1);
     };
+    const int64_t m = t.m1 - t.m0, mr = kernel_.mr;
+    if (p.transposed && m <= detail::kDotStrips * mr && kernel_.dot && rows_on_one_side(p, t)) {
+      // A few tokens (decoding): streaming W beats packing it for so few strips. Columns go in
+      // blocks small enough for L1, so that the strips after the first read W from there.
+      const T* ap[kGemmMaxMR];
+      for (int64_t j0 = 0; j0 < nc; j0 += detail::kDotColumns)
+        for (int64_t i0 = 0; i0 < m; i0 += mr) {
+          const int rows = static_cast<int>(std::min(mr, m - i0));
+          a_strip(i0, rows, 0, p.k, ap);
+          const int64_t cols = std::min(detail::kDotColumns, nc - j0);
+          for (int s = 0; s < p.segments; ++s)
+            kernel_.dot(p.k, ap, rows, p.w.row(g, s * p.n + t.n0 + j0), p.w.ld, cols,
+                        c[s] + i0 * p.ldc + j0, p.ldc);
+        }
+      for (int64_t i0 = 0; i0 < m; i0 += mr) epilogue(i0, std::min(mr, m - i0));
+      return;
+    }
     detail::gemm_block(kernel_, t.m1 - t.m0, nc, p.k, p.segments, c, p.ldc, a_strip, pack_b,
                        epilogue);
+  }
+
+  // Whether each segment's W rows of the task come from one array (rows at a fixed stride).
+  static bool rows_on_one_side(const GroupedProduct<T>& p, const detail::GemmTask& t) {
+    for (int s = 0; s < p.segments; ++s) {
+      const int64_t first = s * p.n + t.n0, last = s * p.n + t.n1 - 1;
+      if ((first < p.w.split) != (last < p.w.split)) return false;
+    }
+    return true;
   }
 
   void run_weight_grad(const GroupedWeightGrad<T>& p, const detail::GemmTask& t) const {
