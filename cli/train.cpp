@@ -192,6 +192,8 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
     domains = tokenize_corpus(files, *tokenizer, a.out + "/tokens");
     fresh = std::make_unique<GPT<float>>(config, a.seed);
   }
+  // A run killed while writing a file leaves its temporary behind: never read, only cleared.
+  for (const std::string& dir : {a.out, a.out + "/tokens"}) remove_stale_temporaries(dir);
   GPT<float>& model = resumed ? resumed->model : *fresh;
   const Dataset data(domains);
   std::unique_ptr<Trainer<float>> trainer =

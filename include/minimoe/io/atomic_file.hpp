@@ -6,17 +6,21 @@
 // The content goes to a temporary file in the same directory, is flushed and fsync'ed, and
 // then renamed over the destination (rename is atomic on POSIX file systems). A crash or a
 // kill at any point leaves either the previous file or the complete new one; a failure
-// (disk full, no permission) removes the temporary and throws IOError naming the path.
+// (disk full, no permission) removes the temporary and throws IOError naming the path. A
+// kill leaves the temporary behind: remove_stale_temporaries(dir) clears those of dead writers.
 #pragma once
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <string>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include "minimoe/error.hpp"
@@ -50,6 +54,27 @@ inline void write_file_atomically(const std::string& path,
   }
   ::close(fd);
   if (std::rename(temporary.c_str(), path.c_str()) != 0) fail("rename failed", errno);
+}
+
+// Removes dir's files named <name>.tmp.<pid> whose writer process no longer exists (killed
+// during write_file_atomically) and returns how many; a live writer's temporary is kept.
+inline int remove_stale_temporaries(const std::string& dir) {
+  namespace fs = std::filesystem;
+  int removed = 0;
+  std::error_code ec;
+  for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const size_t at = name.rfind(".tmp.");
+    if (at == std::string::npos || !entry.is_regular_file(ec)) continue;
+    const std::string digits = name.substr(at + 5);
+    if (digits.empty() || digits.size() > 9 ||
+        digits.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::atol(digits.c_str()));
+    if (pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+    if (fs::remove(entry.path(), ec)) ++removed;
+  }
+  return removed;
 }
 
 // The whole file as bytes; IOError when it cannot be read.
