@@ -28,6 +28,7 @@ struct TrainArgs {
   int64_t sample_tokens = 200;
   std::string prompt = "The ";
   bool profile = false;
+  bool recompute = false;
   TrainOptions options;
 };
 
@@ -195,6 +196,7 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
   // A run killed while writing a file leaves its temporary behind: never read, only cleared.
   for (const std::string& dir : {a.out, a.out + "/tokens"}) remove_stale_temporaries(dir);
   GPT<float>& model = resumed ? resumed->model : *fresh;
+  for (Block<float>& b : model.blocks) b.moe.dispatch_options.recompute_activation = a.recompute;
   const Dataset data(domains);
   std::unique_ptr<Trainer<float>> trainer =
       resumed ? std::make_unique<Trainer<float>>(*resumed, data)
@@ -366,6 +368,9 @@ void add_train_command(CLI::App& app) {
   cmd->add_option("--sample-tokens", a->sample_tokens, "tokens to sample at the end (0 = none)")
       ->capture_default_str();
   cmd->add_option("--prompt", a->prompt, "prompt of the final sample")->capture_default_str();
+  cmd->add_flag("--recompute", a->recompute,
+                "recompute the experts' activations in backward instead of storing them (less "
+                "memory, a little more time)");
   cmd->add_flag("--profile", a->profile,
                 "print where the steps' time goes (per region, GFLOP/s) and the memory used");
   cmd->callback([a, cmd] {

@@ -77,6 +77,12 @@ echo "hello, world" | "$minimoe" tokenize >ids.txt
 [[ "$(cat ids.txt)" == "104 101 108 108 111 44 32 119 111 114 108 100 10" ]] || fail "tokenize: $(cat ids.txt)"
 [[ "$("$minimoe" tokenize --decode <ids.txt)" == "hello, world" ]] || fail "tokenize --decode"
 
+echo "--- --profile and --recompute"
+"$minimoe" train "${small[@]}" --steps 6 --out run-p --profile --recompute >/dev/null 2>profile.txt ||
+  fail "training with --profile: $(cat profile.txt)"
+grep -q "^experts .*%" profile.txt && grep -q "^attention" profile.txt &&
+  grep -q "memory: .* MiB resident" profile.txt || fail "--profile printed no table: $(cat profile.txt)"
+
 echo "--- kill -9 at random moments, then --resume: the same losses as the uninterrupted run"
 losses() { grep '"type":"train"' "$1" | sed -E 's/.*"loss":([^,]*),.*"step":([0-9]+),.*/\2 \1/'; }
 for round in $(seq 1 "$rounds"); do

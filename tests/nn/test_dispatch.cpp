@@ -172,11 +172,11 @@ FloatProblem make_float_problem(const FloatCase& c) {
 // Output, input and routing-weight gradients, then every parameter gradient.
 template <typename T>
 std::vector<Tensor<T>> run_dispatch(std::vector<Expert<T>>& experts, const FloatProblem& p,
-                                    bool grouped) {
+                                    bool grouped, const DispatchOptions& options = {}) {
   for (auto& e : experts) zero_grad(e);
   Var<T> xv(p.x.cast<T>(), true), wv(p.w.cast<T>(), true);
-  Var<T> y =
-      grouped ? dispatch_grouped(xv, wv, p.plan, experts) : dispatch_loop(xv, wv, p.plan, experts);
+  Var<T> y = grouped ? dispatch_grouped(xv, wv, p.plan, experts, options)
+                     : dispatch_loop(xv, wv, p.plan, experts);
   sum(y * Var<T>(p.probe.cast<T>())).backward();
   std::vector<Tensor<T>> out{y.value(), xv.grad(), wv.grad()};
   for (auto& e : experts)
@@ -223,6 +223,31 @@ TEST_CASE("grouped dispatch in float (SIMD kernels) equals the double loop refer
       {3, 64, 520, 16, 2, false, true, Activation::GELU, 0},    // decoding: most experts empty
   };
   for (const FloatCase& c : cases) check_float_case(c);
+}
+
+TEST_CASE("recomputing the activation in backward gives the stored one's gradients") {
+  const std::vector<FloatCase> cases = {
+      {300, 40, 300, 4, 2, false, true, Activation::GELU, 0},
+      {257, 33, 70, 5, 2, true, true, Activation::SiLU, 0},        // GLU
+      {200, 20, 40, 4, 2, true, false, Activation::GELU, 60},      // GLU, drops
+      {3, 64, 520, 16, 2, false, true, Activation::GELUExact, 0},  // decoding shapes
+  };
+  DispatchOptions recompute;
+  recompute.recompute_activation = true;
+  for (const FloatCase& c : cases) {
+    CAPTURE(c.tokens);
+    FloatProblem p = make_float_problem(c);
+    const auto stored = run_dispatch(p.experts, p, true);
+    const auto again = run_dispatch(p.experts, p, true, recompute);
+    REQUIRE(stored.size() == again.size());
+    for (size_t i = 0; i < stored.size(); ++i) {
+      CAPTURE(i);
+      double scale = 1e-3;  // the row functions may round a chunk's ends differently
+      for (int64_t j = 0; j < stored[i].numel(); ++j)
+        scale = std::max(scale, double(std::abs(stored[i].data()[j])));
+      test::check_close(again[i], stored[i], 1e-6 * scale);
+    }
+  }
 }
 
 #ifdef _OPENMP

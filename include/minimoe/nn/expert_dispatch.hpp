@@ -25,7 +25,9 @@
 // Every GEMM reads X through the plan's row index; dW tiles and token sums each have one owner,
 // so there are no atomics and results are deterministic. Forward runs in one parallel region
 // (two GEMM phases and the combine), backward in another (the dO / dw pass, two GEMM phases,
-// the dx sums). The op keeps P, A and O for backward; without autograd (inference) A
+// the dx sums). The op keeps P, A and O for backward; with `recompute_activation` it drops A
+// ([R, h]) after the forward and recomputes it from P in the backward (one more activation
+// pass for that much less memory between the passes). Without autograd (inference) A
 // overwrites P and nothing is kept.
 #pragma once
 
@@ -86,6 +88,10 @@ std::vector<const T*> data_of(const std::vector<Var<T>>& vars, int64_t first, in
 
 }  // namespace detail
 
+struct DispatchOptions {
+  bool recompute_activation = false;  // keep only P for backward and recompute A from it
+};
+
 template <typename ExpertT, typename T = typename ExpertT::Scalar>
 Var<T> dispatch_loop(const Var<T>& tokens, const Var<T>& weights, const RoutingPlan& plan,
                      const std::vector<ExpertT>& experts) {
@@ -110,7 +116,8 @@ Var<T> dispatch_loop(const Var<T>& tokens, const Var<T>& weights, const RoutingP
 
 template <typename T>
 Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const RoutingPlan& plan,
-                        const std::vector<Expert<T>>& experts) {
+                        const std::vector<Expert<T>>& experts,
+                        const DispatchOptions& options = {}) {
   check<ValueError>(!experts.empty() && static_cast<int64_t>(experts.size()) == plan.experts,
                     "dispatch_grouped: {} experts for a routing plan over {}", experts.size(),
                     plan.experts);
@@ -226,6 +233,8 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
   if (!needs_grad) return Var<T>(std::move(y));
 
   auto saved = std::make_shared<const RoutingPlan>(plan);  // the layer reuses its plan
+  const bool recompute = options.recompute_activation;
+  if (recompute) A = Tensor<T>();  // freed with the forward; the backward makes it again
   return make_op<T>(
       "dispatch_grouped", std::move(y), std::move(inputs),
       [=](const std::vector<Var<T>>& in, const Tensor<T>& grad) {
@@ -260,6 +269,7 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
         const bool need_gate = wanted(slots.gate_weight()) || wanted(slots.gate_bias());
         const bool need_x = in[0].requires_grad(), need_w = in[1].requires_grad();
         const bool need_dp = need_x || need_up || need_gate;
+        Tensor<T> A_used = recompute && need_down ? Tensor<T>::empty({R, h}) : A;
         Grads dw_down = make_grads(need_down, {C, h}), db_down = make_grads(need_down && bias, {C});
         Grads dw_up = make_grads(need_up, {h, C}), db_up = make_grads(need_up && bias, {h});
         Grads dw_gate = make_grads(need_gate, {h, C}), db_gate = make_grads(need_gate && bias, {h});
@@ -316,7 +326,7 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
           phase.add(wg);
         };
         if (need_down)
-          weight_grad(phase1, dO.data(), C, A.data(), h, nullptr, C, h, dw_down, db_down);
+          weight_grad(phase1, dO.data(), C, A_used.data(), h, nullptr, C, h, dw_down, db_down);
         if (need_up)
           weight_grad(phase2, dP.data() + (glu ? h : 0), hp, x.data(), C, p.token_of.data(), h, C,
                       dw_up, db_up);
@@ -358,6 +368,17 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
                   dot += gy.data()[n * C + c] * O.data()[int64_t{r} * C + c];
                 dw.data()[n * K + k] = dot;
               }
+          }
+          if (recompute && need_down) {
+#pragma omp for schedule(static) nowait
+            for (int64_t r = 0; r < R; ++r) {  // A = act(P), as in the forward's epilogue
+              const T* pr = P.data() + r * hp;
+              T* ar = A_used.data() + r * h;
+              if (glu)
+                glu_forward(act, pr, pr + h, ar, h);
+              else
+                activation_forward(act, pr, ar, h);
+            }
           }
 #pragma omp barrier
           phase1.run();

@@ -37,6 +37,7 @@ struct MoELayer {
   std::vector<ExpertT> shared_experts;
   Routing<T> last;  // routing of the latest forward: losses and load statistics
   enum class Dispatch { Grouped, Loop } dispatch = Dispatch::Grouped;  // Loop: the reference
+  DispatchOptions dispatch_options;  // of the grouped path: recompute instead of storing
 
   MoELayer() = default;
   MoELayer(const RouterConfig& router_config, const ExpertConfig& expert_config, Rng& rng,
@@ -63,8 +64,9 @@ struct MoELayer {
     }
     Var<T> y;
     if constexpr (std::is_same_v<ExpertT, Expert<T>>) {
-      y = dispatch == Dispatch::Grouped ? dispatch_grouped(tokens, last.weights, last.plan, experts)
-                                        : dispatch_loop(tokens, last.weights, last.plan, experts);
+      y = dispatch == Dispatch::Grouped
+              ? dispatch_grouped(tokens, last.weights, last.plan, experts, dispatch_options)
+              : dispatch_loop(tokens, last.weights, last.plan, experts);
     } else {
       y = dispatch_loop(tokens, last.weights, last.plan, experts);
     }
