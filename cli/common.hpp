@@ -44,9 +44,7 @@ inline int current_threads() {
 inline Tokenizer tokenizer_of(const SafetensorsFile& file, const std::string& gpt2_dir) {
   const auto it = file.metadata().find("tokenizer");
   if (it == file.metadata().end())
-    throw UsageError(
-        "the model file names no tokenizer (it was not written by minimoe train); pass "
-        "--tokenizer");
+    throw UsageError("the model file names no tokenizer: it was not written by minimoe train");
   return tokenizer_from_embedded(it->second, gpt2_dir);
 }
 
@@ -56,5 +54,6 @@ void add_eval_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);
 void add_analyze_command(CLI::App& app);
+void add_compare_command(CLI::App& app);
 
 }  // namespace minimoe::cli

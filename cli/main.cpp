@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   cli::add_tokenize_command(app);
   cli::add_inspect_command(app);
   cli::add_analyze_command(app);
+  cli::add_compare_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

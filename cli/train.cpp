@@ -166,6 +166,7 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
     if (!fs::exists(checkpoint_path))
       throw UsageError(fmt::format("--resume: no checkpoint at '{}'", checkpoint_path));
     resumed = std::make_unique<Checkpoint<float>>(load_checkpoint<float>(checkpoint_path));
+    a.seed = resumed->options.seed;  // the final sample's, as in the uninterrupted run
     const SafetensorsFile file = SafetensorsFile::open(checkpoint_path);
     tokenizer = tokenizer_of(file, kDefaultGpt2Dir);
     const auto data = file.metadata().find("data");
@@ -230,11 +231,13 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
   double recent_seconds = 0;  // mean step time, for the ETA
   Profiler& profiler = Profiler::instance();
   profiler.enable(a.profile);
-  int64_t profiled_tokens = 0;
+  int64_t profiled_steps = 0, profiled_tokens = 0;
   double profiled_seconds = 0;
+  const int64_t first_step = trainer->state().step;
   while (!trainer->done()) {
     const StepReport r = trainer->step();
-    if (a.profile && r.step > 0) {  // the first step warms caches and allocations up
+    if (a.profile && r.step > first_step) {  // this process's first step warms caches up
+      ++profiled_steps;
       profiled_tokens += r.tokens;
       profiled_seconds += r.seconds;
     } else {
@@ -278,7 +281,7 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
   if (a.profile && profiled_tokens > 0)
-    fmt::print(stderr, "\nprofile of {} steps after the first:\n{}", trainer->state().step - 1,
+    fmt::print(stderr, "\nprofile of {} steps after the first:\n{}", profiled_steps,
                profile_report(model.config, trainer->context(), profiled_tokens, profiler.times(),
                               profiled_seconds));
   std::map<std::string, std::string> model_meta = extra;
@@ -288,9 +291,10 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
   fmt::print(stderr,
              "trained {} steps ({} skipped), {:.1f}M tokens in {}: {:.0f} tokens/s\n"
              "model: {}/model.safetensors  checkpoint: {}\n"
-             "plots: {}/loss.svg {}/expert_load.svg  metrics: {}\n",
+             "plots: {}/loss.svg{}  metrics: {}\n",
              s.step, s.skipped, double(s.tokens) / 1e6, format_duration(s.seconds),
-             double(s.tokens) / std::max(s.seconds, 1e-9), a.out, checkpoint_path, a.out, a.out,
+             double(s.tokens) / std::max(s.seconds, 1e-9), a.out, checkpoint_path, a.out,
+             fs::exists(a.out + "/expert_load.svg") ? " " + a.out + "/expert_load.svg" : "",
              metrics.path());
   print_sample(model, *tokenizer, a);
 }

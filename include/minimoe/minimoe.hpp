@@ -90,6 +90,7 @@
 
 #include "minimoe/optim/clip.hpp"
 #include "minimoe/train/checkpoint.hpp"
+#include "minimoe/train/compare.hpp"
 #include "minimoe/train/metrics.hpp"
 #include "minimoe/train/options.hpp"
 #include "minimoe/train/plots.hpp"

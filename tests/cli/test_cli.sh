@@ -83,6 +83,13 @@ echo "--- --profile and --recompute"
 grep -q "^experts .*%" profile.txt && grep -q "^attention" profile.txt &&
   grep -q "memory: .* MiB resident" profile.txt || fail "--profile printed no table: $(cat profile.txt)"
 
+echo "--- compare"
+"$minimoe" compare run-a run-p --out compare.svg >compare.txt 2>/dev/null || fail "compare failed"
+grep -q "^| run-a | [0-9.]*M | [0-9.]*M | 40 |" compare.txt && grep -q "^| run-p |" compare.txt ||
+  fail "compare printed no table: $(cat compare.txt)"
+grep -q "<svg" compare.svg || fail "compare wrote no plot"
+expect_exit 2 "holds no metrics.jsonl" -- "$minimoe" compare corpus
+
 echo "--- kill -9 at random moments, then --resume: the same losses as the uninterrupted run"
 losses() { grep '"type":"train"' "$1" | sed -E 's/.*"loss":([^,]*),.*"step":([0-9]+),.*/\2 \1/'; }
 for round in $(seq 1 "$rounds"); do
