@@ -6,14 +6,49 @@
 //
 // Each function is one unary_op (ops/elementwise.hpp): the value and its derivative, where the
 // derivative may read the cached output (exp, sqrt, tanh, sigmoid reuse y instead of
-// recomputing it).
+// recomputing it). The activations of MLPs (relu, silu, gelu) are activation_ops instead: the
+// vectorised row functions of the fused expert kernels (kernels/activation.hpp), spread over
+// the threads, as they run on every hidden unit of every dense MLP.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 
+#include "minimoe/kernels/activation.hpp"
 #include "minimoe/ops/elementwise.hpp"
 
 namespace minimoe {
+
+namespace detail {
+
+// f(begin, length) over [0, n) in blocks, on all threads when there are several blocks.
+template <typename F>
+void for_each_block(int64_t n, F&& f) {
+  constexpr int64_t kBlock = 1 << 14;
+  const int64_t blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) f(b * kBlock, std::min(kBlock, n - b * kBlock));
+}
+
+template <typename T>
+Var<T> activation_op(const char* name, const Var<T>& x, Activation a) {
+  const Tensor<T> xc = x.value().contiguous();
+  Tensor<T> y = Tensor<T>::empty(xc.shape());
+  for_each_block(xc.numel(), [&](int64_t i, int64_t len) {
+    activation_forward(a, xc.data() + i, y.data() + i, len);
+  });
+  return make_op<T>(name, std::move(y), {x},
+                    [a](const std::vector<Var<T>>& in, const Tensor<T>& g) {
+                      const Tensor<T> xc = in[0].value().contiguous();
+                      Tensor<T> dx = g.contiguous().clone();  // scaled in place by act'(x)
+                      for_each_block(dx.numel(), [&](int64_t i, int64_t len) {
+                        activation_backward(a, xc.data() + i, dx.data() + i, len);
+                      });
+                      in[0].add_grad(std::move(dx));
+                    });
+}
+
+}  // namespace detail
 
 template <typename T>
 Var<T> exp(const Var<T>& x) {
@@ -68,20 +103,13 @@ Var<T> sigmoid(const Var<T>& x) {
 // max(x, 0); the derivative at 0 is taken as 0, as in PyTorch.
 template <typename T>
 Var<T> relu(const Var<T>& x) {
-  return unary_op(
-      "relu", x, [](T v) { return v > T(0) ? v : T(0); },
-      [](T v, T) { return v > T(0) ? T(1) : T(0); });
+  return detail::activation_op("relu", x, Activation::ReLU);
 }
 
 // x * sigmoid(x), the gate of SwiGLU.
 template <typename T>
 Var<T> silu(const Var<T>& x) {
-  return unary_op(
-      "silu", x, [](T v) { return v * sigmoid(v); },
-      [](T v, T) {
-        const T s = sigmoid(v);
-        return s * (T(1) + v * (T(1) - s));
-      });
+  return detail::activation_op("silu", x, Activation::SiLU);
 }
 
 enum class GeluApproximation {
@@ -91,26 +119,9 @@ enum class GeluApproximation {
 
 template <typename T>
 Var<T> gelu(const Var<T>& x, GeluApproximation approximation = GeluApproximation::Tanh) {
-  constexpr T kSqrt2OverPi = T(0.7978845608028654);
-  constexpr T kCubic = T(0.044715);
-  constexpr T kInvSqrt2 = T(0.7071067811865476);
-  constexpr T kInvSqrt2Pi = T(0.3989422804014327);
-  if (approximation == GeluApproximation::Exact) {
-    return unary_op(
-        "gelu", x, [=](T v) { return T(0.5) * v * (T(1) + std::erf(v * kInvSqrt2)); },
-        [=](T v, T) {
-          const T cdf = T(0.5) * (T(1) + std::erf(v * kInvSqrt2));
-          return cdf + v * kInvSqrt2Pi * std::exp(T(-0.5) * v * v);
-        });
-  }
-  return unary_op(
-      "gelu_tanh", x,
-      [=](T v) { return T(0.5) * v * (T(1) + std::tanh(kSqrt2OverPi * (v + kCubic * v * v * v))); },
-      [=](T v, T) {
-        const T t = std::tanh(kSqrt2OverPi * (v + kCubic * v * v * v));
-        const T dinner = kSqrt2OverPi * (T(1) + T(3) * kCubic * v * v);
-        return T(0.5) * (T(1) + t) + T(0.5) * v * (T(1) - t * t) * dinner;
-      });
+  return approximation == GeluApproximation::Exact
+             ? detail::activation_op("gelu", x, Activation::GELUExact)
+             : detail::activation_op("gelu_tanh", x, Activation::GELU);
 }
 
 }  // namespace minimoe
