@@ -18,6 +18,8 @@
 #include <cmath>
 #include <limits>
 
+#include <Eigen/Core>
+
 #include "minimoe/autograd/var.hpp"
 
 namespace minimoe {
@@ -109,10 +111,9 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
           row[j] = s;
           max = std::max(max, s);
         }
-        T sum = 0;
-        for (int64_t j = 0; j < n; ++j) sum += (row[j] = std::exp(row[j] - max));
-        const T inv = T(1) / sum;
-        for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> visible(row, n);
+        visible = (visible - max).exp();  // vectorised
+        visible *= T(1) / visible.sum();
         std::fill(row + n, row + Tk, T(0));
       }
       detail::head_matrix(out.data(), b, h, Tq, H, D).noalias() = p * vm;
