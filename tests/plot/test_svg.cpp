@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <string>
 
 #include <minimoe/plot/svg.hpp>
 #include <minimoe/train/plots.hpp>
@@ -47,6 +48,15 @@ TEST_CASE("a heatmap has a cell per value and labels every row and column") {
   CHECK(count(svg, "<rect x=") == 6);
   CHECK(svg.find(">0.80<") != std::string::npos);
   CHECK(svg.find(">story<") != std::string::npos);
+}
+
+TEST_CASE("a heatmap is wide enough for a title longer than its cells") {
+  const std::string title(120, 'x');
+  Heatmap narrow{title, {"story"}, {"e0"}, {{1.0}}};
+  const std::string svg = render_svg(narrow);
+  const size_t at = svg.find("width=\"");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stod(svg.substr(at + 7)) >= 9.0 * 120);
 }
 
 TEST_CASE("training plots are drawn from the metrics records") {

@@ -187,7 +187,9 @@ inline std::string render_svg(const std::vector<LineChart>& charts) {
 
 inline std::string render_svg(const Heatmap& m) {
   const double cell_w = 56, cell_h = 24, left = 160, top = 40;
-  const double width = left + cell_w * double(m.columns.size()) + 20;
+  // Wide enough for the title too: about 9 px a character of the 15 px bold font.
+  const double width =
+      std::max(left + cell_w * double(m.columns.size()) + 20, 20 + 9.0 * double(m.title.size()));
   const double height = top + cell_h * double(m.rows.size()) + 20;
   double max_value = 0;
   for (const auto& row : m.values)
