@@ -2,7 +2,7 @@
 //
 //   Profiler::instance().enable(true);
 //   ... train steps ...
-//   std::cout << profile_report(model.config, tokens_trained, Profiler::instance().times(),
+//   std::cout << profile_report(model.config, context, tokens_trained, Profiler::instance().times(),
 //                               wall_seconds);
 //
 // Each region's share of the time and, where its work is known from the config, its rate in
