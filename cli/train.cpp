@@ -190,7 +190,11 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
     tokenizer = resolve_tokenizer(a, config, files, progress);
     config.vocab_size = tokenizer->vocab_size();
     config.validate();
-    fs::create_directories(a.out);
+    std::error_code error;
+    fs::create_directories(a.out, error);
+    if (error)
+      throw IOError(
+          fmt::format("cannot create the run directory '{}': {}", a.out, error.message()));
     domains = tokenize_corpus(files, *tokenizer, a.out + "/tokens");
     fresh = std::make_unique<GPT<float>>(config, a.seed);
   }
