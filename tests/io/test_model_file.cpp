@@ -65,4 +65,10 @@ TEST_CASE("a model file from another config is rejected with the reason") {
   CHECK_THROWS_WITH_AS(
       load(safetensors_bytes(tensors, {{"config", "{\"top_k\": 9}"}})),
       "model file: bad config: config: top_k (9) must be between 1 and n_experts (4)", FormatError);
+  // A config far larger than the file is refused before the model is allocated (400 MB here).
+  CHECK_THROWS_WITH_AS(
+      load(safetensors_bytes(
+          tensors, {{"config", "{\"vocab_size\": 100000000, \"d_model\": 1, \"n_heads\": 1}"}})),
+      "model file: the config's 100024914 parameters cannot fit in its 8288 data bytes",
+      FormatError);
 }

@@ -146,6 +146,14 @@ TEST_CASE("config validation and JSON") {
   rejects("{\"activation\": \"tanh\"}",
           "unknown activation 'tanh' (expected gelu, gelu_exact, relu, silu or relu2)");
   rejects("[1]", "config: expected a JSON object, got array");
+  // Sizes no CPU trains are refused before anything is allocated, and counts cannot overflow.
+  rejects("{\"d_model\": 4000000000000, \"n_heads\": 1}",
+          "config: d_model 4000000000000 exceeds the maximum 1073741824");
+  rejects("{\"n_layers\": 1000000000, \"d_model\": 1024}",
+          "config: 8.41e+15 parameters exceed the maximum 68719476736");
+  rejects(
+      "{\"rope_base\": 1e400}",
+      "config: invalid JSON: [json.exception.out_of_range.406] number overflow parsing '1e400'");
   rejects("{",
           "config: invalid JSON: [json.exception.parse_error.101] parse error at line 1, "
           "column 2: syntax error while parsing object key - unexpected end of input; "

@@ -73,7 +73,15 @@ inline GPTConfig read_model_config(const SafetensorsFile& file) {
 // optimizer state is skipped.
 template <typename T>
 GPT<T> load_model(const SafetensorsFile& file) {
-  GPT<T> model(read_model_config(file), /*seed=*/0);
+  const GPTConfig config = read_model_config(file);
+  // Every floating dtype takes 2 bytes or more: a config of more parameters than the file's
+  // data can hold is refused before the model is allocated.
+  uint64_t data_bytes = 0;
+  for (const auto& [name, entry] : file.entries()) data_bytes += entry.end - entry.begin;
+  check<FormatError>(static_cast<uint64_t>(config.num_parameters()) <= data_bytes / 2,
+                     "model file: the config's {} parameters cannot fit in its {} data bytes",
+                     config.num_parameters(), data_bytes);
+  GPT<T> model(config, /*seed=*/0);
   const auto format = file.metadata().find("format");
   const bool checkpoint = format != file.metadata().end() && format->second == "minimoe-checkpoint";
   load_module(model, file, checkpoint ? "optimizer." : "");

@@ -69,9 +69,17 @@ struct GPTConfig {
   int64_t head_dim() const { return d_model / n_heads; }
   int64_t kv_heads() const { return n_kv_heads > 0 ? n_kv_heads : n_heads; }
 
+  // Far beyond any model a CPU trains: a config past these is refused before anything is
+  // allocated for it, and its parameter count cannot overflow.
+  static constexpr int64_t kMaxSize = int64_t{1} << 30;  // any one size
+  static constexpr int64_t kMaxParameters = int64_t{1} << 36;
+
   void validate() const {
     auto positive = [](int64_t v, const char* name) {
       check<ValueError>(v > 0, "config: {} must be positive, got {}", name, v);
+    };
+    auto at_most_max = [](int64_t v, const char* name) {
+      check<ValueError>(v <= kMaxSize, "config: {} {} exceeds the maximum {}", name, v, kMaxSize);
     };
     positive(vocab_size, "vocab_size");
     positive(context_length, "context_length");
@@ -82,6 +90,13 @@ struct GPTConfig {
     positive(moe_every, "moe_every");
     check<ValueError>(vocab_size <= (int64_t{1} << 31) - 1, "config: vocab_size {} too large",
                       vocab_size);
+    at_most_max(context_length, "context_length");
+    at_most_max(n_layers, "n_layers");
+    at_most_max(d_model, "d_model");
+    at_most_max(ffn_hidden, "ffn_hidden");
+    at_most_max(dense_hidden, "dense_hidden");
+    at_most_max(n_experts, "n_experts");
+    at_most_max(n_shared_experts, "n_shared_experts");
     check<ValueError>(d_model % n_heads == 0,
                       "config: d_model ({}) is not divisible by n_heads ({})", d_model, n_heads);
     check<ValueError>(n_kv_heads >= 0 && n_heads % kv_heads() == 0,
@@ -108,6 +123,10 @@ struct GPTConfig {
                         z_loss_weight);
       router_config().validate();
     }
+    const double parameters = count<double>(/*active_only=*/false);
+    check<ValueError>(parameters <= static_cast<double>(kMaxParameters),
+                      "config: {:.3g} parameters exceed the maximum {}", parameters,
+                      kMaxParameters);
   }
 
   AttentionConfig attention_config() const {
@@ -152,26 +171,32 @@ struct GPTConfig {
 
   // ---- parameter counts in closed form (tests check them against the module tree) ----
 
-  int64_t num_parameters() const { return count(/*active_only=*/false); }
+  int64_t num_parameters() const { return count<int64_t>(/*active_only=*/false); }
   // Parameters that touch one token: unchosen experts excluded.
-  int64_t num_active_parameters() const { return count(/*active_only=*/true); }
+  int64_t num_active_parameters() const { return count<int64_t>(/*active_only=*/true); }
 
  private:
-  int64_t count(bool active_only) const {
-    const int64_t C = d_model, kv = kv_heads() * head_dim();
-    const int64_t norm_params = (norm == NormKind::LayerNorm && bias) ? 2 * C : C;
-    const int64_t head_norms = qk_norm ? 2 * head_dim() : 0;
-    const int64_t attention = C * C * 2 + C * kv * 2 + (bias ? 2 * C + 2 * kv : 0) + head_norms;
-    int64_t n = vocab_size * C + (positions == PositionEncoding::Learned ? context_length * C : 0);
-    for (int64_t layer = 0; layer < n_layers; ++layer) {
-      n += 2 * norm_params + attention;
-      if (is_moe_block(layer)) {
-        const int64_t experts = (active_only ? top_k : n_experts) + n_shared_experts;
-        n += C * n_experts + (router_bias ? n_experts : 0) +
-             experts * expert_config().num_parameters();
-      } else {
-        n += dense_config().num_parameters();
-      }
+  // In N = double, validate() bounds the count before it is computed in int64_t.
+  template <typename N>
+  N count(bool active_only) const {
+    const N C = static_cast<N>(d_model), kv = static_cast<N>(kv_heads() * head_dim());
+    const N norm_params = (norm == NormKind::LayerNorm && bias) ? 2 * C : C;
+    const N head_norms = qk_norm ? static_cast<N>(2 * head_dim()) : 0;
+    const N attention = C * C * 2 + C * kv * 2 + (bias ? 2 * C + 2 * kv : 0) + head_norms;
+    N n = static_cast<N>(vocab_size) * C +
+          (positions == PositionEncoding::Learned ? static_cast<N>(context_length) * C : 0);
+    // Blocks (i + 1) % moe_every == 0 are MoE blocks (is_moe_block).
+    const int64_t moe_blocks = n_experts > 0 ? n_layers / moe_every : 0;
+    n += static_cast<N>(n_layers) * (2 * norm_params + attention);
+    if (moe_blocks > 0) {
+      const N experts = static_cast<N>((active_only ? top_k : n_experts) + n_shared_experts);
+      const N E = static_cast<N>(n_experts);
+      n +=
+          static_cast<N>(moe_blocks) * (C * E + (router_bias ? E : 0) +
+                                        experts * static_cast<N>(expert_config().num_parameters()));
+    }
+    if (n_layers > moe_blocks) {
+      n += static_cast<N>(n_layers - moe_blocks) * static_cast<N>(dense_config().num_parameters());
     }
     n += norm_params;
     if (!tie_embeddings) n += vocab_size * C;
@@ -286,7 +311,7 @@ inline GPTConfig config_from_json_string(const std::string& text) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // a syntax error, or a number out of range
     throw ValueError(fmt::format("config: invalid JSON: {}", e.what()));
   }
   return j.get<GPTConfig>();
