@@ -108,6 +108,14 @@ TEST_CASE("load_bpe rejects corrupt and truncated files, naming what is wrong") 
           "bpe: merge 1 repeats the pair of merge 0");
   rejects("{" + head + R"("special_tokens": [], "merges": [], "vocab": {}})",
           "bpe file: unknown key 'vocab'");
+  rejects(R"({"format": "minimoe-bpe", "version": 1e999})",
+          "bpe file: not valid JSON: [json.exception.out_of_range.406] number overflow parsing "
+          "'1e999'");
+  // Each merge doubles the last token: the 41 merges would make a token of 2 TB.
+  std::string doubling = R"([97, 97])";
+  for (int i = 0; i < 40; ++i) doubling += fmt::format(", [{}, {}]", 256 + i, 256 + i);
+  rejects("{" + head + R"("special_tokens": [], "merges": [)" + doubling + "]}",
+          "bpe: merge 25 makes the merged tokens longer than 67108864 bytes in total");
 }
 
 TEST_CASE("load_bpe and save_bpe input/output errors") {

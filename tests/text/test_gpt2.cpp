@@ -135,6 +135,19 @@ TEST_CASE("load_gpt2_tokenizer rejects files that are not GPT-2's formats") {
   CHECK_THROWS_WITH_AS(load_gpt2_tokenizer(dir),
                        (encoder_path + ": not valid JSON (truncated or corrupt) at byte 8").c_str(),
                        FormatError);
+  CHECK_THROWS_WITH_AS(gpt2_tokenizer_from_strings("{\"a\": 1e999}", "", "gpt2"),
+                       "gpt2/encoder.json: not valid JSON: [json.exception.out_of_range.406] "
+                       "number overflow parsing '1e999'",
+                       FormatError);
+}
+
+TEST_CASE("gpt2_tokenizer_from_strings reads the files' texts as load_gpt2_tokenizer does") {
+  const BpeTokenizer tiny = gpt2_tokenizer_from_strings(tiny_encoder().dump(), kTinyMerges, "tiny");
+  CHECK(tiny.vocab_size() == 260);
+  CHECK(tiny.encode(" the then") == Ids{258, 258, 'n' - '!'});
+  CHECK_THROWS_WITH_AS(gpt2_tokenizer_from_strings(tiny_encoder().dump(), "h e\nh e\n", "tiny"),
+                       "tiny: GPT-2 vocabulary: bpe: merge 1 repeats the pair of merge 0",
+                       FormatError);
 }
 
 TEST_CASE("GPT-2's vocabulary gives GPT-2's ids") {

@@ -132,6 +132,11 @@ class BpeTokenizer {
     check_vocab();
   }
 
+  // The merged tokens' bytes together, at most. Each merge can double a token's length, so a
+  // file of a few dozen merges could otherwise ask for terabytes; real vocabularies are far
+  // below (GPT-2's 50000 merges make 321 KB).
+  static constexpr size_t kMaxMergedBytes = size_t{1} << 26;
+
   int32_t vocab_size() const { return static_cast<int32_t>(token_bytes_.size()); }
   const BpeVocab& vocab() const { return vocab_; }
   const SpecialTokens& special_tokens() const { return specials_; }
@@ -254,6 +259,7 @@ class BpeTokenizer {
       defined[id] = true;
       token_bytes_[id] = std::string(1, static_cast<char>(b));
     }
+    size_t merged_bytes = 0;
     for (size_t i = 0; i < vocab_.merges.size(); ++i) {
       const BpeMerge& m = vocab_.merges[i];
       for (const int32_t part : {m.left, m.right}) {
@@ -263,6 +269,10 @@ class BpeTokenizer {
       }
       check<ValueError>(in_range(m.result), "bpe: merge {} makes token id {}, outside [0, {})", i,
                         m.result, upper);
+      merged_bytes += token_bytes_[m.left].size() + token_bytes_[m.right].size();
+      check<ValueError>(merged_bytes <= kMaxMergedBytes,
+                        "bpe: merge {} makes the merged tokens longer than {} bytes in total", i,
+                        kMaxMergedBytes);
       std::string bytes = token_bytes_[m.left] + token_bytes_[m.right];
       check<ValueError>(!defined[m.result] || token_bytes_[m.result] == bytes,
                         "bpe: merge {} makes token {}, which already stands for other bytes", i,

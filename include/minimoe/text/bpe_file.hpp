@@ -78,6 +78,8 @@ inline BpeVocab parse_bpe_file(const std::string& bytes) {
   } catch (const nlohmann::json::parse_error& e) {
     throw FormatError(
         fmt::format("bpe file: not valid JSON (truncated or corrupt) at byte {}", e.byte));
+  } catch (const nlohmann::json::out_of_range& e) {  // a number beyond double's range
+    throw FormatError(fmt::format("bpe file: not valid JSON: {}", e.what()));
   }
   check<FormatError>(file.is_object(), "bpe file: not a JSON object");
   for (const auto& [key, value] : file.items()) {

@@ -3,6 +3,7 @@
 //   BpeTokenizer gpt2 = load_gpt2_tokenizer("data/gpt2");   // encoder.json + vocab.bpe
 //   gpt2.encode("Hello world");                              // {15496, 995}, as GPT-2
 //   gpt2.eot_id();                                           // 50256
+//   gpt2_tokenizer_from_strings(encoder_json, merges, "gpt2");  // the files' texts in memory
 //
 // scripts/fetch_gpt2_vocab.sh downloads the files. encoder.json maps each token to its id;
 // vocab.bpe lists the merges by rank, "left right" on each line after a "#version" line.
@@ -64,14 +65,17 @@ inline std::string gpt2_token_bytes(const std::string& token, const std::string&
   return bytes;
 }
 
-// encoder.json: token spelling -> id.
-inline std::unordered_map<std::string, int32_t> read_gpt2_encoder(const std::string& path) {
+// encoder.json (its text, and its path for messages): token spelling -> id.
+inline std::unordered_map<std::string, int32_t> read_gpt2_encoder(const std::string& text,
+                                                                  const std::string& path) {
   nlohmann::json encoder;
   try {
-    encoder = nlohmann::json::parse(read_file(path));
+    encoder = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     throw FormatError(
         fmt::format("{}: not valid JSON (truncated or corrupt) at byte {}", path, e.byte));
+  } catch (const nlohmann::json::out_of_range& e) {  // a number beyond double's range
+    throw FormatError(fmt::format("{}: not valid JSON: {}", path, e.what()));
   }
   check<FormatError>(encoder.is_object(), "{}: not a JSON object of token ids", path);
   std::unordered_map<std::string, int32_t> ids;
@@ -87,10 +91,9 @@ inline std::unordered_map<std::string, int32_t> read_gpt2_encoder(const std::str
   return ids;
 }
 
-// vocab.bpe: the merges by rank, as token ids.
-inline std::vector<BpeMerge> read_gpt2_merges(const std::string& path,
+// vocab.bpe (its text, and its path for messages): the merges by rank, as token ids.
+inline std::vector<BpeMerge> read_gpt2_merges(const std::string& text, const std::string& path,
                                               const std::unordered_map<std::string, int32_t>& ids) {
-  const std::string text = read_file(path);
   const auto id_of = [&](const std::string& token, size_t line) {
     const auto it = ids.find(token);
     check<FormatError>(it != ids.end(), "{}: line {}: token '{}' is not in encoder.json", path,
@@ -118,13 +121,16 @@ inline std::vector<BpeMerge> read_gpt2_merges(const std::string& path,
 
 }  // namespace detail
 
-// Reads dir/encoder.json and dir/vocab.bpe; IOError when one cannot be read, FormatError when
-// they are not GPT-2's formats or do not agree with each other.
-inline BpeTokenizer load_gpt2_tokenizer(const std::string& dir) {
+// The tokenizer from the texts of encoder.json and vocab.bpe; FormatError when they are not
+// GPT-2's formats or do not agree with each other, its message starting with
+// `dir`/encoder.json, `dir`/vocab.bpe or `dir` (the directory, or where the texts came from).
+inline BpeTokenizer gpt2_tokenizer_from_strings(const std::string& encoder_json,
+                                                const std::string& merges, const std::string& dir) {
   const std::string encoder_path = dir + "/encoder.json";
-  const std::unordered_map<std::string, int32_t> ids = detail::read_gpt2_encoder(encoder_path);
+  const std::unordered_map<std::string, int32_t> ids =
+      detail::read_gpt2_encoder(encoder_json, encoder_path);
   BpeVocab vocab;
-  vocab.merges = detail::read_gpt2_merges(dir + "/vocab.bpe", ids);
+  vocab.merges = detail::read_gpt2_merges(merges, dir + "/vocab.bpe", ids);
 
   std::unordered_set<int32_t> used;
   const std::array<char32_t, 256> chars = gpt2_byte_chars();
@@ -149,6 +155,13 @@ inline BpeTokenizer load_gpt2_tokenizer(const std::string& dir) {
   } catch (const ValueError& e) {
     throw FormatError(fmt::format("{}: GPT-2 vocabulary: {}", dir, e.what()));
   }
+}
+
+// Reads dir/encoder.json and dir/vocab.bpe; IOError when one cannot be read, FormatError as
+// gpt2_tokenizer_from_strings.
+inline BpeTokenizer load_gpt2_tokenizer(const std::string& dir) {
+  const std::string encoder_json = read_file(dir + "/encoder.json");
+  return gpt2_tokenizer_from_strings(encoder_json, read_file(dir + "/vocab.bpe"), dir);
 }
 
 }  // namespace minimoe
