@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
 
 #include <minimoe/io/model_file.hpp>
 #include <minimoe/train/checkpoint.hpp>
@@ -112,6 +113,44 @@ TEST_CASE("corrupt checkpoints are refused with the path and the problem") {
     save_safetensors(path, tensors, meta);
     CHECK_THROWS_WITH_AS(load_checkpoint<float>(path), doctest::Contains("bad 'train' metadata"),
                          FormatError);
+  }
+  SUBCASE("training state out of range") {
+    // Each of these is read from the file as it is, the rest of the checkpoint unchanged.
+    const SafetensorsFile file = SafetensorsFile::open(path);
+    const nlohmann::json train = nlohmann::json::parse(file.metadata().at("train"));
+    const auto rejects = [&](const std::function<void(nlohmann::json&)>& edit,
+                             const std::string& message) {
+      nlohmann::json edited = train;
+      edit(edited);
+      std::map<std::string, std::string> meta = file.metadata();
+      meta["train"] = edited.dump();
+      std::vector<std::pair<std::string, Tensor<float>>> tensors;
+      for (const auto& [name, entry] : file.entries())
+        tensors.emplace_back(name, file.tensor<float>(name));
+      CHECK_THROWS_WITH_AS(
+          load_checkpoint<float>(SafetensorsFile::from_bytes(safetensors_bytes(tensors, meta))),
+          message.c_str(), FormatError);
+    };
+    // Floats are not converted to integers, where 1e300 would be undefined behaviour.
+    rejects([](nlohmann::json& t) { t["state"]["step"] = 1e300; },
+            "bad 'train' metadata: 'step' is not an integer: 1e+300");
+    rejects([](nlohmann::json& t) { t["state"]["domain_tokens"]["counting"] = 0.5; },
+            "bad 'train' metadata: 'counting' is not an integer: 0.5");
+    rejects([](nlohmann::json& t) { t["options"]["batch_size"] = 1e300; },
+            "bad 'train' metadata: train options: 'batch_size' has the wrong type: 1e+300");
+    rejects([](nlohmann::json& t) { t["optimizer_steps"] = -3; },
+            "bad 'train' metadata: negative optimizer steps");
+    // A stream stuck at zero would never return from normal().
+    rejects(
+        [](nlohmann::json& t) {
+          t["state"]["data_rng"]["words"] = {0, 0, 0, 0};
+        },
+        "bad 'train' metadata: random state: all words are zero");
+    rejects(
+        [](nlohmann::json& t) {
+          t["state"]["data_rng"]["words"] = {1, 2, 3};
+        },
+        "bad 'train' metadata: random state: 'words' is not an array of 4");
   }
   SUBCASE("different data") {
     Checkpoint<float> c = load_checkpoint<float>(path);

@@ -52,9 +52,26 @@ inline nlohmann::json rng_to_json(const Rng::Snapshot& s) {
   return {{"words", s.words}, {"has_spare", s.has_spare}, {"spare", s.spare}};
 }
 
+// A JSON integer as T. nlohmann would also convert a float, with undefined behaviour when it
+// is out of T's range.
+template <typename T>
+T json_integer(const nlohmann::json& value, const std::string& name) {
+  check<FormatError>(value.is_number_integer(), "'{}' is not an integer: {}", name, value.dump());
+  return value.get<T>();
+}
+
 inline Rng::Snapshot rng_from_json(const nlohmann::json& j) {
   Rng::Snapshot s{};
-  j.at("words").get_to(s.words);
+  const nlohmann::json& words = j.at("words");
+  check<FormatError>(words.is_array() && words.size() == s.words.size(),
+                     "random state: 'words' is not an array of {}", s.words.size());
+  bool zero = true;
+  for (size_t i = 0; i < s.words.size(); ++i) {
+    s.words[i] = json_integer<uint64_t>(words[i], "words");
+    zero = zero && s.words[i] == 0;
+  }
+  // xoshiro256** never leaves the zero state: every draw would be 0, normal() would never return.
+  check<FormatError>(!zero, "random state: all words are zero");
   j.at("has_spare").get_to(s.has_spare);
   j.at("spare").get_to(s.spare);
   return s;
@@ -77,17 +94,21 @@ inline nlohmann::json state_to_json(const TrainState& s) {
 
 inline TrainState state_from_json(const nlohmann::json& j) {
   TrainState s;
-  j.at("step").get_to(s.step);
-  j.at("total_steps").get_to(s.total_steps);
-  j.at("tokens").get_to(s.tokens);
+  const auto count = [&](const char* key) { return json_integer<int64_t>(j.at(key), key); };
+  s.step = count("step");
+  s.total_steps = count("total_steps");
+  s.tokens = count("tokens");
   j.at("seconds").get_to(s.seconds);
-  j.at("skipped").get_to(s.skipped);
+  s.skipped = count("skipped");
   j.at("loss_mean").get_to(s.loss_mean);
-  j.at("loss_count").get_to(s.loss_count);
+  s.loss_count = count("loss_count");
   s.data_rng.restore(rng_from_json(j.at("data_rng")));
   for (const auto& [name, value] : j.at("module_rngs").items())
     s.module_rngs[name] = rng_from_json(value);
-  j.at("domain_tokens").get_to(s.domain_tokens);
+  const nlohmann::json& domains = j.at("domain_tokens");
+  check<FormatError>(domains.is_object(), "'domain_tokens' is not an object");
+  for (const auto& item : domains.items())
+    s.domain_tokens[item.key()] = json_integer<int64_t>(item.value(), item.key());
   check<FormatError>(
       s.step >= 0 && s.total_steps >= 0 && s.tokens >= 0 && s.skipped >= 0 && s.loss_count >= 0,
       "negative counters in the training state");
@@ -131,49 +152,59 @@ struct Checkpoint {
   std::map<std::string, std::pair<Tensor<T>, Tensor<T>>> moments;  // name -> (m, v)
 };
 
-// FormatError naming the path and the problem for anything that is not a complete checkpoint
-// written by save_checkpoint; IOError when the file cannot be read.
+// FormatError naming the problem for anything that is not a complete checkpoint written by
+// save_checkpoint.
+template <typename T>
+Checkpoint<T> load_checkpoint(const SafetensorsFile& file) {
+  const auto& meta = file.metadata();
+  const auto format = meta.find("format");
+  check<FormatError>(format != meta.end() && format->second == kCheckpointFormat,
+                     "not a training checkpoint (metadata 'format' is not \"{}\")",
+                     kCheckpointFormat);
+  const auto train_text = meta.find("train");
+  const auto tokenizer = meta.find("tokenizer");
+  check<FormatError>(train_text != meta.end() && tokenizer != meta.end(),
+                     "checkpoint without 'train' or 'tokenizer' metadata");
+  Checkpoint<T> c;
+  c.model = load_model<T>(file);
+  c.tokenizer = tokenizer->second;
+  try {
+    const nlohmann::json train = nlohmann::json::parse(train_text->second);
+    c.state = detail::state_from_json(train.at("state"));
+    c.options = train.at("options").get<TrainOptions>();
+    c.optimizer_steps =
+        detail::json_integer<int64_t>(train.at("optimizer_steps"), "optimizer_steps");
+    check<FormatError>(c.optimizer_steps >= 0, "negative optimizer steps");
+  } catch (const nlohmann::json::exception& e) {
+    throw FormatError(fmt::format("bad 'train' metadata: {}", e.what()));
+  } catch (const FormatError& e) {
+    throw FormatError(fmt::format("bad 'train' metadata: {}", e.what()));
+  }
+  for (const auto& [name, parameter] : named_parameters(c.model)) {
+    const std::string m = detail::moment_name("exp_avg", name);
+    const std::string v = detail::moment_name("exp_avg_sq", name);
+    check<FormatError>(file.contains(m) && file.contains(v), "missing optimizer state of '{}'",
+                       name);
+    Tensor<T> mt = file.tensor<T>(m), vt = file.tensor<T>(v);
+    check<FormatError>(mt.shape() == parameter.shape() && vt.shape() == parameter.shape(),
+                       "optimizer state of '{}' has shape {}, the parameter {}", name, mt.shape(),
+                       parameter.shape());
+    c.moments.emplace(name, std::make_pair(std::move(mt), std::move(vt)));
+  }
+  for (auto& [name, rng] : named_rngs(c.model)) {
+    const auto it = c.state.module_rngs.find(name);
+    check<FormatError>(it != c.state.module_rngs.end(), "missing random state of '{}'", name);
+    rng->restore(it->second);
+  }
+  return c;
+}
+
+// As above, the message starting with the path; IOError when the file cannot be read.
 template <typename T>
 Checkpoint<T> load_checkpoint(const std::string& path) {
   const SafetensorsFile file = SafetensorsFile::open(path);
   try {
-    const auto& meta = file.metadata();
-    const auto format = meta.find("format");
-    check<FormatError>(format != meta.end() && format->second == kCheckpointFormat,
-                       "not a training checkpoint (metadata 'format' is not \"{}\")",
-                       kCheckpointFormat);
-    const auto train_text = meta.find("train");
-    const auto tokenizer = meta.find("tokenizer");
-    check<FormatError>(train_text != meta.end() && tokenizer != meta.end(),
-                       "checkpoint without 'train' or 'tokenizer' metadata");
-    Checkpoint<T> c;
-    c.model = load_model<T>(file);
-    c.tokenizer = tokenizer->second;
-    try {
-      const nlohmann::json train = nlohmann::json::parse(train_text->second);
-      c.state = detail::state_from_json(train.at("state"));
-      c.options = train.at("options").get<TrainOptions>();
-      train.at("optimizer_steps").get_to(c.optimizer_steps);
-    } catch (const nlohmann::json::exception& e) {
-      throw FormatError(fmt::format("bad 'train' metadata: {}", e.what()));
-    }
-    for (const auto& [name, parameter] : named_parameters(c.model)) {
-      const std::string m = detail::moment_name("exp_avg", name);
-      const std::string v = detail::moment_name("exp_avg_sq", name);
-      check<FormatError>(file.contains(m) && file.contains(v), "missing optimizer state of '{}'",
-                         name);
-      Tensor<T> mt = file.tensor<T>(m), vt = file.tensor<T>(v);
-      check<FormatError>(mt.shape() == parameter.shape() && vt.shape() == parameter.shape(),
-                         "optimizer state of '{}' has shape {}, the parameter {}", name, mt.shape(),
-                         parameter.shape());
-      c.moments.emplace(name, std::make_pair(std::move(mt), std::move(vt)));
-    }
-    for (auto& [name, rng] : named_rngs(c.model)) {
-      const auto it = c.state.module_rngs.find(name);
-      check<FormatError>(it != c.state.module_rngs.end(), "missing random state of '{}'", name);
-      rng->restore(it->second);
-    }
-    return c;
+    return load_checkpoint<T>(file);
   } catch (const FormatError& e) {
     throw FormatError(fmt::format("{}: {}", path, e.what()));
   }

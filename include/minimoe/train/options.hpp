@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -93,6 +94,10 @@ inline void from_json(const nlohmann::json& j, TrainOptions& o) {
   auto get = [&](const char* key, auto& field) {
     const auto it = j.find(key);
     check<FormatError>(it != j.end(), "train options: missing '{}'", key);
+    // nlohmann would convert a float to an integer, with undefined behaviour out of range.
+    check<FormatError>(
+        !std::is_integral_v<std::decay_t<decltype(field)>> || it->is_number_integer(),
+        "train options: '{}' has the wrong type: {}", key, it->dump());
     try {
       it->get_to(field);
     } catch (const nlohmann::json::exception&) {
