@@ -105,6 +105,12 @@ TEST_CASE("safetensors rejects corrupt, truncated and inconsistent files with a 
       with_header(
           R"({"__metadata__":{"k":1},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", data),
       "safetensors: metadata value of 'k' is not a string");
+  // Nesting is refused as it is parsed: dumping a million levels in a message overflowed the
+  // stack.
+  rejects(with_header(R"({"w":{"dtype":"F32","shape":)" + std::string(20, '[') +
+                          std::string(20, ']') + R"(,"data_offsets":[0,8]}})",
+                      data),
+          "safetensors: header nested deeper than 16 levels");
   const SafetensorsFile f = SafetensorsFile::from_bytes(with_header(ok_json, data));
   CHECK_THROWS_WITH_AS(f.tensor<float>("v"), "safetensors: no tensor named 'v'", FormatError);
   CHECK_THROWS_WITH_AS(f.tensor<int32_t>("w"),

@@ -151,6 +151,8 @@ TEST_CASE("config validation and JSON") {
           "config: d_model 4000000000000 exceeds the maximum 1073741824");
   rejects("{\"n_layers\": 1000000000, \"d_model\": 1024}",
           "config: 8.41e+15 parameters exceed the maximum 68719476736");
+  rejects("{\"n_layers\": " + std::string(20, '[') + std::string(20, ']') + "}",
+          "config: JSON nested deeper than 16 levels");
   rejects(
       "{\"rope_base\": 1e400}",
       "config: invalid JSON: [json.exception.out_of_range.406] number overflow parsing '1e400'");

@@ -108,6 +108,9 @@ TEST_CASE("load_bpe rejects corrupt and truncated files, naming what is wrong") 
           "bpe: merge 1 repeats the pair of merge 0");
   rejects("{" + head + R"("special_tokens": [], "merges": [], "vocab": {}})",
           "bpe file: unknown key 'vocab'");
+  rejects("{" + head + R"("special_tokens": [], "merges": )" + std::string(20, '[') +
+              std::string(20, ']') + "}",
+          "bpe file: JSON nested deeper than 16 levels");
   rejects(R"({"format": "minimoe-bpe", "version": 1e999})",
           "bpe file: not valid JSON: [json.exception.out_of_range.406] number overflow parsing "
           "'1e999'");

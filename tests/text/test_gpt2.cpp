@@ -135,6 +135,10 @@ TEST_CASE("load_gpt2_tokenizer rejects files that are not GPT-2's formats") {
   CHECK_THROWS_WITH_AS(load_gpt2_tokenizer(dir),
                        (encoder_path + ": not valid JSON (truncated or corrupt) at byte 8").c_str(),
                        FormatError);
+  CHECK_THROWS_WITH_AS(
+      gpt2_tokenizer_from_strings("{\"a\": " + std::string(20, '[') + std::string(20, ']') + "}",
+                                  "", "gpt2"),
+      "gpt2/encoder.json: JSON nested deeper than 16 levels", FormatError);
   CHECK_THROWS_WITH_AS(gpt2_tokenizer_from_strings("{\"a\": 1e999}", "", "gpt2"),
                        "gpt2/encoder.json: not valid JSON: [json.exception.out_of_range.406] "
                        "number overflow parsing '1e999'",

@@ -151,6 +151,14 @@ TEST_CASE("corrupt checkpoints are refused with the path and the problem") {
           t["state"]["data_rng"]["words"] = {1, 2, 3};
         },
         "bad 'train' metadata: random state: 'words' is not an array of 4");
+    // Nesting is refused as it is parsed, which bounds the recursion of dump() in messages.
+    rejects(
+        [](nlohmann::json& t) {
+          nlohmann::json deep = 1;
+          for (int i = 0; i < 20; ++i) deep = nlohmann::json::array({deep});
+          t["state"]["step"] = deep;
+        },
+        "bad 'train' metadata: JSON nested deeper than 16 levels");
   }
   SUBCASE("different data") {
     Checkpoint<float> c = load_checkpoint<float>(path);

@@ -37,6 +37,9 @@ namespace minimoe {
 
 // Headers beyond this are refused before anything is allocated for them.
 inline constexpr uint64_t kMaxSafetensorsHeader = uint64_t{100} << 20;
+// No header nests deeper than 3 levels; refusing deeper JSON as it is parsed bounds the
+// recursion of nlohmann's dump(), which error messages call on parts of the header.
+inline constexpr int kMaxSafetensorsDepth = 16;
 
 enum class DType { F32, F64, F16, BF16, I32, I64, U8 };
 
@@ -245,8 +248,14 @@ class SafetensorsFile {
 
     nlohmann::json header;
     try {
-      header = nlohmann::json::parse(bytes_.begin() + 8,
-                                     bytes_.begin() + static_cast<std::ptrdiff_t>(data_start_));
+      header = nlohmann::json::parse(
+          bytes_.begin() + 8, bytes_.begin() + static_cast<std::ptrdiff_t>(data_start_),
+          [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+            check<FormatError>(depth <= kMaxSafetensorsDepth,
+                               "safetensors: header nested deeper than {} levels",
+                               kMaxSafetensorsDepth);
+            return true;
+          });
     } catch (const nlohmann::json::exception& e) {
       throw FormatError(fmt::format("safetensors: header is not valid JSON: {}", e.what()));
     }
@@ -273,10 +282,12 @@ class SafetensorsFile {
       const nlohmann::json& shape = value["shape"];
       check<FormatError>(shape.is_array(), "safetensors: tensor '{}': shape is not an array", name);
       for (const auto& extent : shape) {
-        check<FormatError>(
-            extent.is_number_unsigned(),
-            "safetensors: tensor '{}': shape {} has a non-integer or negative extent", name,
-            shape.dump());
+        // Not check(): its arguments are evaluated first, and a dump per extent is quadratic.
+        if (!extent.is_number_unsigned()) {
+          throw FormatError(
+              fmt::format("safetensors: tensor '{}': shape {} has a non-integer or negative extent",
+                          name, shape.dump()));
+        }
         check<FormatError>(extent.get<uint64_t>() <= static_cast<uint64_t>(kMaxNumel),
                            "safetensors: tensor '{}': extent {} too large", name, extent.dump());
         e.shape.push_back(extent.get<int64_t>());

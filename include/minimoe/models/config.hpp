@@ -310,7 +310,12 @@ inline void from_json(const nlohmann::json& j, GPTConfig& c) {
 inline GPTConfig config_from_json_string(const std::string& text) {
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(text);
+    // A config is flat; refusing deep nesting as it is parsed bounds the recursion of the
+    // dump() that error messages call.
+    j = nlohmann::json::parse(text, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+      check<ValueError>(depth <= 16, "config: JSON nested deeper than 16 levels");
+      return true;
+    });
   } catch (const nlohmann::json::exception& e) {  // a syntax error, or a number out of range
     throw ValueError(fmt::format("config: invalid JSON: {}", e.what()));
   }

@@ -74,7 +74,13 @@ inline const nlohmann::json& bpe_field(const nlohmann::json& file, const char* k
 inline BpeVocab parse_bpe_file(const std::string& bytes) {
   nlohmann::json file;
   try {
-    file = nlohmann::json::parse(bytes);
+    // The format nests 3 levels; refusing deeper JSON as it is parsed bounds the recursion of
+    // the dump() that error messages call.
+    file =
+        nlohmann::json::parse(bytes, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+          check<FormatError>(depth <= 16, "bpe file: JSON nested deeper than 16 levels");
+          return true;
+        });
   } catch (const nlohmann::json::parse_error& e) {
     throw FormatError(
         fmt::format("bpe file: not valid JSON (truncated or corrupt) at byte {}", e.byte));

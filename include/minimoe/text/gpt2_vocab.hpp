@@ -70,7 +70,13 @@ inline std::unordered_map<std::string, int32_t> read_gpt2_encoder(const std::str
                                                                   const std::string& path) {
   nlohmann::json encoder;
   try {
-    encoder = nlohmann::json::parse(text);
+    // The file is flat; refusing deep nesting as it is parsed bounds the recursion of the dump()
+    // that error messages call.
+    encoder =
+        nlohmann::json::parse(text, [&](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+          check<FormatError>(depth <= 16, "{}: JSON nested deeper than 16 levels", path);
+          return true;
+        });
   } catch (const nlohmann::json::parse_error& e) {
     throw FormatError(
         fmt::format("{}: not valid JSON (truncated or corrupt) at byte {}", path, e.byte));

@@ -169,7 +169,13 @@ Checkpoint<T> load_checkpoint(const SafetensorsFile& file) {
   c.model = load_model<T>(file);
   c.tokenizer = tokenizer->second;
   try {
-    const nlohmann::json train = nlohmann::json::parse(train_text->second);
+    // It nests 5 levels; refusing deeper JSON as it is parsed bounds the recursion of the
+    // dump() that error messages call.
+    const nlohmann::json train = nlohmann::json::parse(
+        train_text->second, [](int depth, nlohmann::json::parse_event_t, nlohmann::json&) {
+          check<FormatError>(depth <= 16, "JSON nested deeper than 16 levels");
+          return true;
+        });
     c.state = detail::state_from_json(train.at("state"));
     c.options = train.at("options").get<TrainOptions>();
     c.optimizer_steps =
