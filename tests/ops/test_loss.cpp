@@ -157,6 +157,48 @@ TEST_CASE_TEMPLATE("cross_entropy is stable for large logits", T, float, double)
   test::check_close(masked.grad(), Tensor<T>({1, 3}, {0, -0.5, 0.5}), 1e-7);
 }
 
+// A non-finite logit makes the loss non-finite, never a finite wrong value, so the trainer's
+// guard skips the step. 19 classes: the bad value sits in a full packet of Eigen's vectorised
+// exp or in the scalar tail, for every packet width.
+TEST_CASE_TEMPLATE("cross_entropy of extreme and non-finite logits", T, float, double) {
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+  constexpr int64_t V = 19;
+  auto loss_with = [&](int64_t column, T value, int32_t target) {
+    Tensor<T> logits({1, V});
+    for (int64_t c = 0; c < V; ++c) logits.data()[c] = T(0.1) * T(c);
+    logits.data()[column] = value;
+    return cross_entropy(Var<T>(logits), Tensor<int32_t>({1}, {target})).item();
+  };
+  for (int64_t column : {0, 5, 17}) {
+    CAPTURE(column);
+    CHECK(std::isnan(loss_with(column, nan, 1)));
+    CHECK_FALSE(std::isfinite(loss_with(column, inf, 1)));
+    CHECK(loss_with(column, -inf, int32_t(column)) == inf);  // the target can never be picked
+  }
+  // Finite extremes: 1e4 against -1e4 everywhere else is a loss of exactly 2e4.
+  Tensor<T> extreme({2, V});
+  for (int64_t i = 0; i < 2 * V; ++i) extreme.data()[i] = T(-1e4);
+  extreme.data()[0] = T(1e4);
+  extreme.data()[V + 3] = T(1e4);
+  Var<T> logits(extreme, true);
+  Var<T> loss = cross_entropy(logits, Tensor<int32_t>({2}, {1, 3}));
+  CHECK(loss.item() == T(1e4));  // (2e4 + 0) / 2
+  loss.backward();
+  std::vector<T> expected(2 * V, T(0));
+  expected[0] = T(0.5);
+  expected[1] = T(-0.5);
+  // Row 1 predicts its target: no gradient.
+  test::check_close(logits.grad(), Tensor<T>({2, V}, expected), 1e-7);
+  // Rows of loss 1e38 each: the mean is in range though the sum of four is not (in float).
+  Tensor<T> huge({4, 2}, T(0));
+  for (int64_t r = 0; r < 4; ++r) huge.data()[2 * r] = T(1e38);
+  CHECK(cross_entropy(Var<T>(huge), Tensor<int32_t>({4}, 1)).item() == T(1e38));
+  // One bad row makes the batch mean NaN.
+  extreme.data()[V + 7] = nan;
+  CHECK(std::isnan(cross_entropy(Var<T>(extreme), Tensor<int32_t>({2}, {1, 3})).item()));
+}
+
 TEST_CASE("cross_entropy errors") {
   Var<float> logits(Tensor<float>({2, 3, 5}));
   CHECK_THROWS_WITH_AS(cross_entropy(logits, Tensor<int32_t>({2, 4})),

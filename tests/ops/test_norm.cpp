@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <minimoe/ops/elementwise.hpp>
 #include <minimoe/ops/norm.hpp>
 #include <minimoe/ops/shape.hpp>
@@ -76,6 +78,36 @@ TEST_CASE_TEMPLATE("layer_norm and rms_norm forward by hand", T, float, double) 
   const double rs = 1.0 / std::sqrt(12.5 + 1e-6);  // default eps
   CHECK(rms_norm(r).value().at({0, 0}) == doctest::Approx(3 * rs));
   CHECK(rms_norm(Var<T>(Tensor<T>({1, 3}))).value().to_vector() == std::vector<T>(3, T(0)));
+}
+
+TEST_CASE_TEMPLATE("layer_norm and rms_norm of extreme and non-finite rows", T, float, double) {
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+  const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-12;  // eps moves +-1 by 5e-14
+  // +-1e4: exact statistics. A large offset with a small spread normalises like the spread
+  // alone: the variance is taken around the mean, not as E[x^2] - E[x]^2.
+  Var<T> x(values<T>({2, 4}, {1e4, -1e4, 1e4, -1e4, 1e4, 1e4 + 1, 1e4 + 2, 1e4 + 3}));
+  const Tensor<T> spread = layer_norm(Var<T>(values<T>({1, 4}, {0, 1, 2, 3}))).value();
+  test::check_close(layer_norm(x).value().slice(0, 0, 1).contiguous(),
+                    values<T>({1, 4}, {1, -1, 1, -1}), tol);
+  test::check_close(layer_norm(x).value().slice(0, 1, 2).contiguous(), spread, tol);
+  test::check_close(rms_norm(x).value().slice(0, 0, 1).contiguous(),
+                    values<T>({1, 4}, {1, -1, 1, -1}), tol);
+  // A row holding inf or NaN has NaN in its output (layer_norm: the whole row), so the loss
+  // turns NaN; the other rows are untouched.
+  Var<T> bad(values<T>({3, 4}, {inf, 1, 2, 3, 0, nan, 2, 3, 0, 1, 2, 3}));
+  for (bool centre : {true, false}) {
+    CAPTURE(centre);
+    const Tensor<T> y = centre ? layer_norm(bad).value() : rms_norm(bad).value();
+    const Tensor<T> clean = centre ? layer_norm(Var<T>(values<T>({1, 4}, {0, 1, 2, 3}))).value()
+                                   : rms_norm(Var<T>(values<T>({1, 4}, {0, 1, 2, 3}))).value();
+    for (int64_t r = 0; r < 2; ++r) {
+      const auto row = y.slice(0, r, r + 1).to_vector();
+      CHECK(std::any_of(row.begin(), row.end(), [](T v) { return std::isnan(v); }));
+      if (centre) CHECK(std::all_of(row.begin(), row.end(), [](T v) { return std::isnan(v); }));
+    }
+    CHECK(y.slice(0, 2, 3).to_vector() == clean.to_vector());
+  }
 }
 
 TEST_CASE("layer_norm and rms_norm match the reference on random rows") {

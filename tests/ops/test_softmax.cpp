@@ -109,6 +109,27 @@ TEST_CASE_TEMPLATE("softmax is stable for large inputs", T, float, double) {
   CHECK(all_finite(leaf.grad()));
 }
 
+// A +inf or NaN entry (an overflowed or poisoned logit) makes its whole row NaN, never a
+// plausible distribution, so the loss turns NaN and the trainer skips the step; other rows are
+// untouched.
+TEST_CASE_TEMPLATE("softmax of a row holding +inf or NaN is NaN, the other rows are exact", T,
+                   float, double) {
+  constexpr T inf = std::numeric_limits<T>::infinity();
+  constexpr T nan = std::numeric_limits<T>::quiet_NaN();
+  // +inf; NaN first (std::max_element returns it); NaN after the maximum; finite extremes.
+  Var<T> x(values<T>({4, 3}, {0, inf, 1, nan, 0, 1, 0, 1, nan, 1e4, -1e4, 0}), true);
+  const auto p = softmax(x).value().to_vector();
+  const auto lp = log_softmax(x).value().to_vector();
+  for (int i = 0; i < 9; ++i) {
+    CHECK(std::isnan(p[i]));
+    CHECK(std::isnan(lp[i]));
+  }
+  CHECK(std::vector<T>(p.begin() + 9, p.end()) == std::vector<T>{1, 0, 0});
+  CHECK(std::vector<T>(lp.begin() + 9, lp.end()) == std::vector<T>{0, -2e4, -1e4});
+  softmax(x).backward(values<T>({4, 3}, std::vector<double>(12, 1.0)));
+  CHECK(all_finite(x.grad().slice(0, 3, 4)));
+}
+
 TEST_CASE_TEMPLATE("softmax with -inf masking and fully masked rows", T, float, double) {
   constexpr T inf = std::numeric_limits<T>::infinity();
   Var<T> x(Tensor<T>({3, 3}, {0, -inf, 0, -inf, -inf, -inf, -inf, 5, -inf}), true);

@@ -75,6 +75,33 @@ TEST_CASE("a step with a non-finite loss is skipped, and too many in a row stop 
   CHECK_THROWS_WITH_AS(trainer.step(), doctest::Contains("bad steps in a row"), TrainingError);
 }
 
+TEST_CASE("skipped steps leave the optimizer alone, and a good step resets the count") {
+  TempDir dir;
+  const Dataset data(small_domains(dir));
+  GPT<float> model(small_config(), 1);
+  TrainOptions o = small_options();
+  o.max_bad_steps = 2;
+  Trainer<float> trainer(model, data, o);
+  Tensor<float> gain = model.ln_f.ln.weight.value();
+  const Tensor<float> good = gain.clone();
+  auto bad_steps = [&](int n) {
+    gain.data()[0] = NAN;
+    for (int i = 0; i < n; ++i) CHECK(trainer.step().skipped);
+    gain.copy_(good);
+  };
+  trainer.step();
+  bad_steps(2);
+  CHECK_FALSE(trainer.step().skipped);
+  bad_steps(2);  // two in a row again: the good step reset the count
+  CHECK(trainer.state().step == 6);
+  CHECK(trainer.state().skipped == 4);
+  CHECK(trainer.state().loss_count == 2);  // the running mean saw the applied steps only
+  trainer.save(dir.file("ckpt.safetensors"), "bytes");
+  CHECK(load_checkpoint<float>(dir.file("ckpt.safetensors")).optimizer_steps == 2);
+  gain.data()[0] = NAN;
+  CHECK_THROWS_AS(trainer.step(), TrainingError);  // a third in a row
+}
+
 TEST_CASE("a loss far above the running mean is skipped as a spike") {
   TempDir dir;
   const Dataset data(small_domains(dir));

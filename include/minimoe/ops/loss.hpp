@@ -64,7 +64,8 @@ Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
     if (t != ignore_index) total += static_cast<double>((max - x[t]) + log_sum.data()[r]);
   }
   const T scale = valid == 0 ? T(0) : T(1) / static_cast<T>(valid);
-  Tensor<T> loss = Tensor<T>::scalar(static_cast<T>(total) * scale);
+  // The mean taken in double: over many rows the sum can leave T's range while the mean does not.
+  Tensor<T> loss = Tensor<T>::scalar(valid == 0 ? T(0) : static_cast<T>(total / double(valid)));
 
   return make_op<T>("cross_entropy", std::move(loss), {logits},
                     [xc, tc, row_max, log_sum, V, rows, scale, ignore_index](
