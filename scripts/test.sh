@@ -22,6 +22,7 @@ for preset in default asan scalar; do
   cmake --build --preset "${preset}" -j "${jobs}"
   ctest --preset "${preset}" -j "${jobs}"
 done
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
 
 # Formats the tracked sources in place and fails if that changed anything; a diff the tree
 # already had before formatting is not counted, so uncommitted work does not fail the check.
