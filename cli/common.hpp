@@ -11,6 +11,7 @@
 #endif
 
 #include <minimoe/minimoe.hpp>
+#include <minimoe/serve/openai_api.hpp>
 
 namespace minimoe::cli {
 
@@ -50,6 +51,8 @@ inline Tokenizer tokenizer_of(const SafetensorsFile& file, const std::string& gp
 
 void add_train_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_inspect_command(CLI::App& app);

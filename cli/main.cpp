@@ -1,5 +1,5 @@
-// minimoe: train, sample from, evaluate, inspect and analyse Mixture-of-Experts language
-// models. `minimoe --help` and `minimoe <command> --help` describe everything.
+// minimoe: train, sample from, chat with, serve, evaluate, inspect and analyse
+// Mixture-of-Experts language models. `minimoe --help` and `minimoe <command> --help` describe everything.
 //
 // Exit codes: 0 success, 1 a failure while working (training diverged, an internal error),
 // 2 bad input (unknown flags, bad values, missing or corrupt files).
@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "minimoe 0.1.0");
   cli::add_train_command(app);
   cli::add_sample_command(app);
+  cli::add_chat_command(app);
+  cli::add_serve_command(app);
   cli::add_eval_command(app);
   cli::add_tokenize_command(app);
   cli::add_inspect_command(app);

@@ -10,6 +10,8 @@ struct SampleArgs {
   std::string ckpt, prompt, gpt2_dir = kDefaultGpt2Dir;
   int64_t tokens = 200;
   SamplingOptions sampling;
+  double repetition_penalty = 1.0;
+  std::vector<std::string> stop;
   uint64_t seed = 0;
   int threads = 0;
 };
@@ -20,28 +22,27 @@ void run_sample(const SampleArgs& a) {
   const SafetensorsFile file = SafetensorsFile::open(a.ckpt);
   const Tokenizer tokenizer = tokenizer_of(file, a.gpt2_dir);
   GPT<float> model = load_model<float>(file);
-  std::vector<int32_t> prompt = tokenizer.encode(a.prompt);
-  if (prompt.empty()) prompt.push_back(tokenizer.eot_id());  // start of a document
-  if (static_cast<int64_t>(prompt.size()) >= model.config.context_length)
+  const size_t prompt_tokens = std::max<size_t>(tokenizer.encode(a.prompt).size(), 1);
+  if (static_cast<int64_t>(prompt_tokens) >= model.config.context_length)
     throw UsageError(fmt::format(
         "the prompt is {} tokens long; the model's context holds {} (prompt and continuation)",
-        prompt.size(), model.config.context_length));
-  GenerateOptions g;
-  g.max_tokens = a.tokens;
-  g.sampling = a.sampling;
-  g.seed = a.seed;
-  g.stop_id = tokenizer.eot_id();
-  g.allowed_vocab = tokenizer.vocab_size();
+        prompt_tokens, model.config.context_length));
+  TextGenerateOptions o;
+  o.generation.max_tokens = a.tokens;
+  o.generation.sampling = a.sampling;
+  o.generation.seed = a.seed;
+  if (a.repetition_penalty != 1)
+    o.generation.processors.push_back(repetition_penalty(a.repetition_penalty));
+  o.stop = a.stop;
   fmt::print("{}", a.prompt);
   std::fflush(stdout);
-  const std::vector<int32_t> out = generate(model, prompt, g, [&](int32_t id) {
-    fmt::print("{}", tokenizer.decode({id}));
+  const TextGeneration g = generate_text(model, tokenizer, a.prompt, o, [](std::string_view piece) {
+    fmt::print("{}", piece);
     std::fflush(stdout);
     return true;
   });
   fmt::print("\n");
-  if (static_cast<int64_t>(out.size() + prompt.size()) >= model.config.context_length &&
-      static_cast<int64_t>(out.size()) < a.tokens)
+  if (g.finish == "length" && static_cast<int64_t>(g.ids.size()) < a.tokens)
     fmt::print(stderr, "(stopped: the context window of {} tokens is full)\n",
                model.config.context_length);
 }
@@ -65,6 +66,11 @@ void add_sample_command(CLI::App& app) {
   cmd->add_option("--top-p", a->sampling.top_p, "nucleus: keep the likeliest tokens holding p")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--repetition-penalty", a->repetition_penalty,
+                  "> 1 discourages repeating tokens of the prompt and the output")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--stop", a->stop, "end the text before this string (repeatable)");
   cmd->add_option("--seed", a->seed, "random seed")->capture_default_str();
   cmd->add_option("--threads", a->threads, "threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build git
+  build-essential cmake ninja-build git pkg-config curl
   libeigen3-dev libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libopenblas-dev
   clang clang-format libclang-rt-14-dev libomp-14-dev  # clang builds with sanitizers and OpenMP

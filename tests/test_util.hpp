@@ -5,8 +5,18 @@
 
 #include <minimoe/autograd/gradcheck.hpp>
 #include <minimoe/nn/module.hpp>
+#include <minimoe/ops/elementwise.hpp>
+#include <minimoe/ops/reduce.hpp>
+#include <minimoe/tensor/random.hpp>
 
 namespace minimoe::test {
+
+// A weighted sum of y with fixed random weights: a scalar whose gradient reaches every element
+// of y with a different factor.
+inline Var<double> probe(const Var<double>& y, uint64_t seed = 99) {
+  Rng rng(seed);
+  return sum(y * Var<double>(Tensor<double>::randn(y.shape(), rng)));
+}
 
 // Gradchecks fn at `inputs` and reports the worst mismatch on failure.
 inline void check_gradients(const GradcheckFn& fn, const std::vector<Tensor<double>>& inputs,

@@ -17,7 +17,7 @@
 //   text/      tokenizers: bytes, byte-level BPE (training, files), GPT-2's vocabulary
 //   data/      token files, the mixed multi-domain dataset, corpus preparation
 //   train/     options, schedules, the trainer, checkpoints, metrics, progress, plots
-//   generate/  sampling and KV-cache decoding
+//   generate/  KV-cache decoding, sampling and logits processors, stop strings, chat transcripts
 //   analysis/  expert routing per domain
 //   plot/      SVG line charts and heatmaps
 #pragma once
@@ -99,8 +99,11 @@
 #include "minimoe/train/schedule.hpp"
 #include "minimoe/train/trainer.hpp"
 
+#include "minimoe/generate/chat.hpp"
 #include "minimoe/generate/generate.hpp"
+#include "minimoe/generate/logits_processors.hpp"
 #include "minimoe/generate/sampling.hpp"
+#include "minimoe/generate/text_generation.hpp"
 
 #include "minimoe/analysis/routing_analysis.hpp"
 #include "minimoe/plot/svg.hpp"

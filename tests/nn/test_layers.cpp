@@ -10,17 +10,6 @@
 
 using namespace minimoe;
 
-namespace {
-
-// A weighted sum of the output with fixed random weights: a scalar whose gradient reaches
-// every output element with a different factor.
-Var<double> probe(const Var<double>& y, uint64_t seed = 99) {
-  Rng rng(seed);
-  return sum(y * Var<double>(Tensor<double>::randn(y.shape(), rng)));
-}
-
-}  // namespace
-
 TEST_CASE("Module visitor names, counts and zeroes parameters") {
   Rng rng(0);
   Linear<float> lin(3, 2, true, rng);
@@ -51,7 +40,7 @@ TEST_CASE("Linear forward, gradcheck and errors") {
   Var<double> x(Tensor<double>({1, 3}, {1, 0, -1}));
   CHECK(lin(x).value().to_vector() == std::vector<double>{-1.5, -2.5});
   Var<double> x3(Tensor<double>::randn({2, 3, 3}, rng));
-  test::check_module_gradients(lin, [&] { return probe(lin(x3)); });
+  test::check_module_gradients(lin, [&] { return test::probe(lin(x3)); });
   test::check_gradients([&](const std::vector<Var<double>>& in) { return lin(in[0]); },
                         {Tensor<double>::randn({2, 3}, rng)});
   CHECK_THROWS_WITH_AS(lin(Var<double>(Tensor<double>({2, 4}))),
@@ -65,17 +54,17 @@ TEST_CASE("Embedding, LayerNorm, RMSNorm and Norm gradcheck") {
   Embedding<double> emb(5, 3, rng);
   Tensor<int32_t> ids({2, 2}, {4, 0, 4, 2});
   CHECK(emb(ids).shape() == Shape{2, 2, 3});
-  test::check_module_gradients(emb, [&] { return probe(emb(ids)); });
+  test::check_module_gradients(emb, [&] { return test::probe(emb(ids)); });
 
   Var<double> x(Tensor<double>::randn({2, 3, 4}, rng));
   for (bool bias : {true, false}) {
     LayerNorm<double> ln(4, bias);
     ln.weight.value() = Tensor<double>::randn({4}, rng);
-    test::check_module_gradients(ln, [&] { return probe(ln(x)); });
+    test::check_module_gradients(ln, [&] { return test::probe(ln(x)); });
   }
   RMSNorm<double> rms(4);
   rms.weight.value() = Tensor<double>::randn({4}, rng);
-  test::check_module_gradients(rms, [&] { return probe(rms(x)); });
+  test::check_module_gradients(rms, [&] { return test::probe(rms(x)); });
   Norm<double> n(NormKind::RMSNorm, 4, true, 1e-6);
   CHECK(named_parameters(n).size() == 1);
   CHECK(named_parameters(n)[0].first == "weight");
@@ -103,7 +92,7 @@ TEST_CASE("Expert variants: GELU MLP, SwiGLU, GeGLU, ReLU^2-GLU") {
       CHECK(num_parameters(e) == c.num_parameters());
       for (auto& p : parameters(e)) p.value() = Tensor<double>::randn(p.shape(), rng, 0.7);
       Var<double> x(Tensor<double>::randn({4, 3}, rng));
-      test::check_module_gradients(e, [&] { return probe(e(x)); });
+      test::check_module_gradients(e, [&] { return test::probe(e(x)); });
       test::check_gradients([&](const std::vector<Var<double>>& in) { return e(in[0]); },
                             {x.value()});
     }
@@ -145,7 +134,7 @@ TEST_CASE("Attention module options gradcheck") {
     Attention<double> attn(c, rng);
     for (auto& p : parameters(attn)) p.value() = Tensor<double>::randn(p.shape(), rng, 0.5);
     Var<double> x(Tensor<double>::randn({2, 3, 8}, rng));
-    test::check_module_gradients(attn, [&] { return probe(attn(x)); });
+    test::check_module_gradients(attn, [&] { return test::probe(attn(x)); });
     test::check_gradients([&](const std::vector<Var<double>>& in) { return attn(in[0]); },
                           {x.value()});
   }

@@ -28,11 +28,6 @@ void randomize(Module& m, Rng& rng, double stddev = 0.5) {
   for (auto& p : parameters(m)) p.value() = Tensor<double>::randn(p.shape(), rng, stddev);
 }
 
-Var<double> probe(const Var<double>& y) {
-  Rng rng(77);
-  return sum(y * Var<double>(Tensor<double>::randn(y.shape(), rng)));
-}
-
 // The MoE output by its definition, token by token.
 Tensor<double> moe_reference(MoELayer<Expert<double>>& moe, const Tensor<double>& x) {
   NoGradGuard no_grad;
@@ -91,7 +86,7 @@ TEST_CASE("router: uniform routing gives aux loss 1; gradcheck of weights and lo
     router.config.normalize_topk = normalize;
     test::check_module_gradients(router, [&] {
       Routing<double> r = router(x);
-      return probe(r.weights) + 0.7 * r.aux_loss + 0.3 * r.z_loss;
+      return test::probe(r.weights, 77) + 0.7 * r.aux_loss + 0.3 * r.z_loss;
     });
     test::check_gradients([&](const std::vector<Var<double>>& in) { return router(in[0]).weights; },
                           {x.value()});
@@ -153,7 +148,7 @@ TEST_CASE(
     if (cs.capacity > 0) CHECK(moe.last.plan.dropped > 0);
     test::check_module_gradients(moe, [&] {
       Var<double> out = moe(Var<double>(x));
-      return probe(out) + 0.5 * moe.last.aux_loss + 0.1 * moe.last.z_loss;
+      return test::probe(out, 77) + 0.5 * moe.last.aux_loss + 0.1 * moe.last.z_loss;
     });
     test::check_gradients([&](const std::vector<Var<double>>& in) { return moe(in[0]); }, {x});
   }

@@ -108,6 +108,11 @@ struct GPT {
 
   // ids [B, T] -> logits [B, T, V]. With caches (one per block), ids are the new positions.
   Var<T> operator()(const Tensor<int32_t>& ids, std::vector<KVCache<T>>* caches = nullptr) {
+    return head(hidden(ids, caches));
+  }
+
+  // The residual stream after the last block, before the final norm: [B, T, C].
+  Var<T> hidden(const Tensor<int32_t>& ids, std::vector<KVCache<T>>* caches = nullptr) {
     check<ShapeError>(ids.dim() == 2, "GPT: ids must be [B, T], got {}", ids.shape());
     const int64_t T_ = ids.size(1);
     const int64_t offset = caches && !caches->empty() ? caches->front().length : 0;
@@ -129,9 +134,15 @@ struct GPT {
       x = embedding_dropout(x);
     }
     for (size_t l = 0; l < blocks.size(); ++l) x = blocks[l](x, caches ? &(*caches)[l] : nullptr);
+    return x;
+  }
+
+  // Residual stream [..., C] -> logits [..., V]. Decoding applies it to the last position only:
+  // for a long prompt the LM head over every position would cost more than the whole model.
+  Var<T> head(const Var<T>& x) {
     ProfileRegion region("lm_head");
-    x = ln_f(x);
-    return config.tie_embeddings ? matmul(x, wte.weight, false, true) : lm_head(x);  // [B, T, V]
+    const Var<T> y = ln_f(x);
+    return config.tie_embeddings ? matmul(y, wte.weight, false, true) : lm_head(y);
   }
 
   GPTLoss<T> loss(const Tensor<int32_t>& ids, const Tensor<int32_t>& targets,
