@@ -26,6 +26,7 @@
 #include <omp.h>
 #endif
 
+#include <minimoe/generate/generate.hpp>
 #include <minimoe/models/gpt.hpp>
 #include <minimoe/models/presets.hpp>
 
@@ -54,10 +55,9 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-int32_t argmax_last(const Tensor<float>& logits) {  // [1, n, V]
-  const int64_t V = logits.size(2);
-  const float* last = logits.data() + (logits.size(1) - 1) * V;
-  return static_cast<int32_t>(std::max_element(last, last + V) - last);
+int32_t argmax(const Tensor<float>& logits) {  // [V]
+  const float* begin = logits.data();
+  return static_cast<int32_t>(std::max_element(begin, begin + logits.numel()) - begin);
 }
 
 // Bytes of the weights one decoded token reads (see the header).
@@ -78,13 +78,13 @@ Result run_once(GPT<float>& model, const std::vector<int32_t>& prompt, int64_t t
   std::copy(prompt.begin(), prompt.end(), ids.data());
   Result r;
   auto start = Clock::now();
-  int32_t next = argmax_last(model(ids, &caches).value().contiguous());
+  int32_t next = argmax(next_token_logits(model, ids, caches));  // as generate() does
   r.prefill_seconds = seconds_since(start);
   start = Clock::now();
   Tensor<int32_t> one({1, 1});
   for (int64_t t = 0; t < tokens; ++t) {
     one.data()[0] = next;
-    next = argmax_last(model(one, &caches).value().contiguous());
+    next = argmax(next_token_logits(model, one, caches));
   }
   r.decode_seconds = seconds_since(start);
   return r;

@@ -120,9 +120,10 @@ class GPT(nn.Module):
         if isinstance(m, nn.Linear) and m.bias is not None:
             nn.init.zeros_(m.bias)
 
-    def forward(self, ids, past=None):
-        """Logits [B, T, V] of the new ids, the cache extended by them, and the summed MoE aux
-        loss (None in eval mode)."""
+    def forward(self, ids, past=None, last_only=False):
+        """Logits [B, T, V] of the new ids ([B, 1, V] of the last one with last_only, as
+        generation needs), the cache extended by them, and the summed MoE aux loss (None in
+        eval mode)."""
         start = 0 if past is None else past[0][0].shape[2]
         x = self.wte(ids) + self.wpe(torch.arange(start, start + ids.shape[1]))
         presents = []
@@ -132,6 +133,8 @@ class GPT(nn.Module):
             presents.append(kv)
             if a is not None:
                 aux = aux + a
+        if last_only:
+            x = x[:, -1:]
         return self.head(self.ln_f(x)), presents, aux
 
 
