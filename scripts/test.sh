@@ -8,14 +8,16 @@ scripts/install_deps.sh
 scripts/fetch_gpt2_vocab.sh  # GPT-2's vocabulary, for the tests/text GPT-2 vectors
 
 jobs=$(nproc)
-# The release build compiles everything; the others build what they check (the sanitizers
-# also run the command-line tests), which keeps CI well under its time limit.
+# The release build compiles everything; the others build what they check (asan also runs the
+# command-line tests, tsan only the threaded areas its presets name), which keeps CI well under
+# its time limit.
 declare -A preset_flags=(
   [default]=""
   [asan]="-DMINIMOE_BUILD_BENCH=OFF -DMINIMOE_BUILD_EXAMPLES=OFF"
   [scalar]="-DMINIMOE_BUILD_BENCH=OFF -DMINIMOE_BUILD_EXAMPLES=OFF -DMINIMOE_BUILD_CLI=OFF"
+  [tsan]="-DMINIMOE_BUILD_BENCH=OFF -DMINIMOE_BUILD_EXAMPLES=OFF -DMINIMOE_BUILD_CLI=OFF"
 )
-for preset in default asan scalar; do
+for preset in default asan scalar tsan; do
   echo "=== preset ${preset} (${SECONDS} s so far)"
   # shellcheck disable=SC2086  # the flags are words
   cmake --preset "${preset}" ${preset_flags[$preset]}
