@@ -11,7 +11,6 @@
 #endif
 
 #include <minimoe/minimoe.hpp>
-#include <minimoe/serve/openai_api.hpp>
 
 namespace minimoe::cli {
 

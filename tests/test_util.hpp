@@ -3,6 +3,10 @@
 
 #include <doctest/doctest.h>
 
+#include <fstream>
+#include <string>
+#include <vector>
+
 #include <minimoe/autograd/gradcheck.hpp>
 #include <minimoe/nn/module.hpp>
 #include <minimoe/ops/elementwise.hpp>
@@ -10,6 +14,17 @@
 #include <minimoe/tensor/random.hpp>
 
 namespace minimoe::test {
+
+// A tensor of type T from values written in double.
+template <typename T>
+Tensor<T> values(Shape shape, std::vector<double> v) {
+  return Tensor<double>(std::move(shape), std::move(v)).template cast<T>();
+}
+
+// Writes `text` to `path` as it is (no newline translation).
+inline void write_text(const std::string& path, const std::string& text) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+}
 
 // A weighted sum of y with fixed random weights: a scalar whose gradient reaches every element
 // of y with a different factor.

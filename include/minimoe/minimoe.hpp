@@ -18,6 +18,7 @@
 //   data/      token files, the mixed multi-domain dataset, corpus preparation
 //   train/     options, schedules, the trainer, checkpoints, metrics, progress, plots
 //   generate/  KV-cache decoding, sampling and logits processors, stop strings, chat transcripts
+//   serve/     the OpenAI-compatible completion API, without the HTTP
 //   analysis/  expert routing per domain
 //   plot/      SVG line charts and heatmaps
 #pragma once
@@ -104,6 +105,8 @@
 #include "minimoe/generate/logits_processors.hpp"
 #include "minimoe/generate/sampling.hpp"
 #include "minimoe/generate/text_generation.hpp"
+
+#include "minimoe/serve/openai_api.hpp"
 
 #include "minimoe/analysis/routing_analysis.hpp"
 #include "minimoe/plot/svg.hpp"

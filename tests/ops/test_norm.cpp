@@ -11,10 +11,7 @@ using V = std::vector<Var<double>>;
 
 namespace {
 
-template <typename T>
-Tensor<T> values(Shape shape, std::vector<double> v) {
-  return Tensor<double>(std::move(shape), std::move(v)).template cast<T>();
-}
+using test::values;
 
 // LayerNorm / RMSNorm of each last-axis row by the definition, in long double. weight and
 // bias may be undefined.

@@ -10,10 +10,7 @@ using V = std::vector<Var<double>>;
 namespace {
 
 // Literal values (computed independently with Python's math module) as a Tensor<T>.
-template <typename T>
-Tensor<T> values(Shape shape, std::vector<double> v) {
-  return Tensor<double>(std::move(shape), std::move(v)).template cast<T>();
-}
+using test::values;
 
 template <typename T>
 double tolerance() {

@@ -10,10 +10,7 @@ using V = std::vector<Var<double>>;
 
 namespace {
 
-template <typename T>
-Tensor<T> values(Shape shape, std::vector<double> v) {
-  return Tensor<double>(std::move(shape), std::move(v)).template cast<T>();
-}
+using test::values;
 
 // Softmax (or its log) of each last-axis row in long double, by the definition.
 Tensor<double> softmax_reference(const Tensor<double>& x, bool log_space) {

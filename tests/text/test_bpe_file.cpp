@@ -11,9 +11,7 @@ using namespace minimoe;
 
 namespace {
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
+using test::write_text;
 
 }  // namespace
 

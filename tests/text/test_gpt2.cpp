@@ -12,9 +12,7 @@ using Ids = std::vector<int32_t>;
 
 namespace {
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
-}
+using test::write_text;
 
 std::string spelling(unsigned char byte) {
   std::string s;
