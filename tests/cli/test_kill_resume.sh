@@ -41,13 +41,16 @@ evals() { grep '"type":"eval"' "$1"; }
 checkpoint_step() {
   "$minimoe" inspect "$1" 2>/dev/null | sed -nE 's/^training: step ([0-9]+) of .*/\1/p' | grep .
 }
-# Waits until the trainer $pid has logged a random step (or has exited), then up to 0.3 s more:
-# the kill lands anywhere in a step, an evaluation, a checkpoint write or a resume.
+# Waits until the trainer $pid, which started at step $1, has logged a random later step (or
+# has exited), except one time in four, then up to 0.3 s more: the kill lands in a start or a
+# resume, a step, an evaluation or a checkpoint write.
 wait_random_moment() {
-  local step=$((RANDOM % steps))
-  while kill -0 "$pid" 2>/dev/null && ! grep -qs "\"step\":$step," run/metrics.jsonl; do
-    sleep 0.02
-  done
+  if (($1 < steps && RANDOM % 4 > 0)); then
+    local step=$(($1 + RANDOM % (steps - $1)))
+    while kill -0 "$pid" 2>/dev/null && ! grep -qs "\"step\":$step," run/metrics.jsonl; do
+      sleep 0.02
+    done
+  fi
   sleep "0.$(printf %03d $((RANDOM % 300)))"
 }
 
@@ -60,7 +63,7 @@ reference_evals=$(evals run-ref/metrics.jsonl)
 checkpoint_bytes=$(stat -c %s run-ref/checkpoint.safetensors)
 
 echo "--- kill -9 at random moments, up to 3 times a run, then --resume to the end ($rounds rounds)"
-kills=0 in_write=0 resumes=0
+kills=0 in_checkpoint=0 in_write=0 resumes=0
 # start_run ARGS...: a trainer on ./run in the background; its stderr goes to log.txt.
 start_run() {
   "$minimoe" train "$@" >/dev/null 2>log.txt &
@@ -79,7 +82,7 @@ for round in $(seq 1 "$rounds"); do
   start_run "${small[@]}" --steps "$steps" --checkpoint-every "$every" --out run
   expected="" running=1
   for kill in 1 2 3; do
-    wait_random_moment
+    wait_random_moment "${expected:-0}"
     kill -9 "$pid" 2>/dev/null || true
     status=0
     wait "$pid" 2>/dev/null || status=$?
@@ -91,7 +94,8 @@ for round in $(seq 1 "$rounds"); do
       break
     fi
     kills=$((kills + 1))
-    [[ -e run/checkpoint.safetensors.tmp.$pid ]] && in_write=$((in_write + 1))
+    [[ -e run/checkpoint.safetensors.tmp.$pid ]] && in_checkpoint=$((in_checkpoint + 1))
+    compgen -G "run/*.tmp.$pid" >/dev/null && in_write=$((in_write + 1))
     if [[ ! -f run/checkpoint.safetensors ]]; then  # killed before the first checkpoint
       start_run "${small[@]}" --steps "$steps" --checkpoint-every "$every" --out run --force
       expected="" running=1
@@ -124,7 +128,8 @@ for round in $(seq 1 "$rounds"); do
   if grep -qv '^{.*}$' run/metrics.jsonl; then fail "round $round: metrics.jsonl has a cut line"; fi
   if compgen -G 'run/*.tmp.*' >/dev/null; then fail "round $round: a temporary was left behind"; fi
 done
-echo "    $kills kills ($in_write inside a checkpoint write), $resumes resumes, $rounds runs completed"
+echo "    $kills kills ($in_write inside a file write, $in_checkpoint of a checkpoint), $resumes" \
+  "resumes, $rounds runs completed"
 
 # expect_write_failure PATTERN -- command...: the command exits with 2 and its stderr matches.
 expect_write_failure() {
