@@ -13,17 +13,6 @@ jobs=${FUZZ_JOBS:-2}
 bin=build/fuzz/fuzz
 work=fuzz/corpus-work
 
-# Inputs longer than a target's seeds need, and dictionaries, per target; a target not listed
-# gets 4096 bytes and fuzz/dict/<target>.dict if there is one.
-declare -A max_len=(
-  [fuzz_safetensors]=32768 [fuzz_checkpoint]=32768 [fuzz_config]=4096
-  [fuzz_bpe_file]=16384 [fuzz_gpt2_vocab]=16384 [fuzz_bpe_roundtrip]=4096
-)
-declare -A dicts=(
-  [fuzz_safetensors]="json safetensors config" [fuzz_checkpoint]="json safetensors config checkpoint"
-  [fuzz_config]="json config" [fuzz_bpe_file]="json bpe" [fuzz_gpt2_vocab]="json gpt2"
-  [fuzz_bpe_roundtrip]="text"
-)
 options=(-timeout=10 -rss_limit_mb=2048)
 
 scripts/install_deps.sh
@@ -35,17 +24,15 @@ rm -rf "${work}"
 mkdir -p "${work}/artifacts"
 "${bin}/minimoe_fuzz_seeds" "${work}/seeds"
 
-targets=()
-for source in fuzz/fuzz_*.cpp; do
-  targets+=("$(basename "${source}" .cpp)")
-done
-
 # A number of libFuzzer's -print_final_stats=1 report.
 final_stat() { sed -n "s/^stat::$1: *//p" "$2"; }
 
+# The targets fuzz/CMakeLists.txt adds, a line each: name, max_len, dictionaries.
+mapfile -t fuzzers <"${bin}/fuzzers.txt"
 findings=0
 summary=()
-for target in "${targets[@]}"; do
+for fuzzer in "${fuzzers[@]}"; do
+  read -r target max_len dict_names <<<"${fuzzer}"
   regressions=(fuzz/regressions/"${target}"/*)
   if [[ -e "${regressions[0]}" ]]; then
     echo "=== ${target}: ${#regressions[@]} regression inputs (${SECONDS} s so far)"
@@ -66,7 +53,7 @@ for target in "${targets[@]}"; do
   done
   dict="${work}/${target}.dict"
   : >"${dict}"
-  for name in ${dicts[$target]:-${target}}; do
+  for name in ${dict_names}; do
     if [[ -f "fuzz/dict/${name}.dict" ]]; then cat "fuzz/dict/${name}.dict" >>"${dict}"; fi
   done
   dict_option=()
@@ -75,7 +62,7 @@ for target in "${targets[@]}"; do
   echo "=== ${target}: ${seconds} s of fuzzing (${SECONDS} s so far)"
   log="${work}/${target}.log"
   status=0
-  nice -n 10 "${bin}/${target}" "${options[@]}" -max_len="${max_len[$target]:-4096}" \
+  nice -n 10 "${bin}/${target}" "${options[@]}" -max_len="${max_len}" \
     -max_total_time="${seconds}" -print_final_stats=1 "${dict_option[@]}" \
     -artifact_prefix="${work}/artifacts/${target}-" "${corpus}" >"${log}" 2>&1 || status=$?
   coverage=$(grep -E '^#[0-9]+.*cov: ' "${log}" | tail -n 1 | grep -oE 'cov: [0-9]+ ft: [0-9]+' || true)
