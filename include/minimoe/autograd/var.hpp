@@ -13,10 +13,17 @@
 // frees the graph (inputs and closures) unless retain_graph is set. Leaf gradients accumulate
 // across backward calls until zero_grad(); gradients of intermediate nodes are released as soon
 // as they have been propagated. Inside a NoGradGuard scope ops record nothing.
+//
+// A leaf can carry a grad-ready hook, called during a backward pass as soon as no op of that
+// pass will add to its gradient any more: data-parallel training starts averaging a gradient
+// there while the rest of the backward runs (distributed/gradient_reducer.hpp).
+//
+//   w.set_grad_ready_hook([&] { send(w.grad()); });
 #pragma once
 
 #include <functional>
 #include <memory>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
@@ -101,6 +108,17 @@ class Var {
   // Forgets the accumulated gradient (it reads as zero until the next backward).
   void zero_grad() { get().grad = Tensor<T>(); }
 
+  // Calls `hook` in every backward pass that reaches this leaf, right after the last op of the
+  // pass that adds to its gradient (the gradient may still be undefined if none of them had a
+  // gradient to give). An empty function removes the hook. The hook must not hold this Var:
+  // the node would keep itself alive.
+  Var& set_grad_ready_hook(std::function<void()> hook) {
+    check<ValueError>(is_leaf(), "set_grad_ready_hook: only leaves have one, not the output of {}",
+                      op());
+    get().grad_ready = std::move(hook);
+    return *this;
+  }
+
   // Adds g (same shape) into the gradient. A g that nobody else holds is adopted without a
   // copy; pass temporaries with std::move to benefit.
   void add_grad(Tensor<T> g) const {
@@ -137,6 +155,12 @@ class Var {
                         n->op);
     }
     add_grad(seed.clone());
+    // For each hooked leaf, the ops of this pass that still have to add to its gradient.
+    std::unordered_map<Node<T>*, int64_t> pending_ops;
+    for (Node<T>* n : order)
+      for (const Var<T>& input : n->inputs)
+        if (input.node()->grad_ready && input.requires_grad()) ++pending_ops[input.node()];
+    if (node_->grad_ready) node_->grad_ready();  // a leaf as the output: no op adds to it
     // Inputs unlinked from the graph are kept alive here until the walk is over: `order`
     // holds raw pointers to them.
     std::vector<Var<T>> released;
@@ -156,6 +180,12 @@ class Var {
         }
       }
       n.grad = Tensor<T>();  // intermediate gradients are not kept
+      if (!pending_ops.empty()) {
+        for (const Var<T>& input : n.inputs) {
+          const auto pending = pending_ops.find(input.node());
+          if (pending != pending_ops.end() && --pending->second == 0) input.node()->grad_ready();
+        }
+      }
       if (!retain_graph) {
         n.backward = nullptr;
         for (auto& input : n.inputs) released.push_back(std::move(input));
@@ -217,6 +247,7 @@ struct Node {
   const char* region = "other";  // the profiler region that recorded the op
   std::vector<Var<T>> inputs;
   BackwardFn backward;
+  std::function<void()> grad_ready;  // leaves only: Var::set_grad_ready_hook
 
   Node() = default;
   Node(const Node&) = delete;
