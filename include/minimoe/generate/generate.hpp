@@ -13,6 +13,10 @@
 // does not slide the window, since every cached key was computed for its position, so a prompt
 // plus max_tokens longer than the context is cut at the context length (StopReason says which
 // happened). An empty prompt or one longer than the context is a ValueError.
+//
+//   std::vector<Generation> out = generate_batch(model, {{prompt_a, o}, {prompt_b, o2}});
+//
+// decodes several sequences of different lengths together (see generate_batch).
 #pragma once
 
 #include <cstdint>
@@ -63,49 +67,132 @@ Tensor<T> next_token_logits(GPT<T>& model, const Tensor<int32_t>& ids,
   return model.head(slice(hidden, 1, n - 1, n)).value().contiguous().reshape({-1});
 }
 
+// One request of a batch: its prompt and its own settings (seed, sampling, stop id, ...).
+struct GenerateRequest {
+  std::vector<int32_t> prompt;
+  GenerateOptions options;
+};
+
+namespace detail {
+
+// The sampling side of one sequence: what it has so far, its random stream, when it ends.
+class SequenceDecoder {
+ public:
+  SequenceDecoder(const GPTConfig& config, const GenerateRequest& r)
+      : o_(r.options), history_(r.prompt), prompt_size_(r.prompt.size()), rng_(o_.seed) {
+    o_.sampling.validate();
+    check<ValueError>(o_.max_tokens >= 0, "generate: max_tokens must be >= 0, got {}",
+                      o_.max_tokens);
+    check_prompt(config, r.prompt);
+    context_ = config.context_length;
+    allowed_ =
+        o_.allowed_vocab > 0 ? std::min(o_.allowed_vocab, config.vocab_size) : config.vocab_size;
+    row_.resize(static_cast<size_t>(allowed_));
+    done_ = o_.max_tokens == 0;
+  }
+
+  bool done() const { return done_; }
+  const Generation& result() const { return g_; }
+  int32_t last_token() const { return history_.back(); }
+
+  // Samples the next token from this sequence's logits [V] and streams it; false once the
+  // sequence has ended (then the token, if any, is not to be fed back).
+  template <typename T>
+  bool accept(const T* logits, const std::function<bool(int32_t)>& on_token) {
+    std::copy(logits, logits + allowed_, row_.begin());
+    for (const LogitsProcessor& process : o_.processors) process(row_, {history_, prompt_size_});
+    const int32_t next = sample_token(row_.data(), allowed_, o_.sampling, rng_);
+    if (next == o_.stop_id) return finish(StopReason::EndOfText);
+    g_.ids.push_back(next);
+    history_.push_back(next);
+    if (on_token && !on_token(next)) return finish(StopReason::Callback);
+    const bool more = static_cast<int64_t>(g_.ids.size()) < o_.max_tokens;
+    if (!more) return finish(StopReason::MaxTokens);
+    if (static_cast<int64_t>(history_.size()) > context_)
+      return finish(StopReason::ContextFull);  // the next token would have no position
+    return true;
+  }
+
+ private:
+  bool finish(StopReason reason) {
+    g_.reason = reason;
+    done_ = true;
+    return false;
+  }
+
+  GenerateOptions o_;
+  std::vector<int32_t> history_;
+  size_t prompt_size_;
+  Rng rng_;
+  int64_t context_ = 0, allowed_ = 0;
+  std::vector<float> row_;
+  Generation g_;
+  bool done_ = false;
+};
+
+}  // namespace detail
+
+// Decodes several sequences at once (continuous batching over a fixed set): the prompts go
+// through the model in one packed forward, then each step feeds every unfinished sequence its
+// latest token in one more (GPT::hidden_packed), so the weights are read once per step for
+// the whole batch. Each sequence ends on its own; results come back in request order, and
+// each is what generate() gives for that request alone. on_token(sequence, id) streams; false
+// ends that sequence.
 template <typename T>
-Generation generate(GPT<T>& model, const std::vector<int32_t>& prompt, const GenerateOptions& o,
-                    const std::function<bool(int32_t)>& on_token = nullptr) {
-  o.sampling.validate();
-  check<ValueError>(o.max_tokens >= 0, "generate: max_tokens must be >= 0, got {}", o.max_tokens);
-  check_prompt(model.config, prompt);
-  const int64_t context = model.config.context_length, V = model.config.vocab_size;
-  const int64_t allowed = o.allowed_vocab > 0 ? std::min(o.allowed_vocab, V) : V;
+std::vector<Generation> generate_batch(
+    GPT<T>& model, const std::vector<GenerateRequest>& requests,
+    const std::function<bool(size_t sequence, int32_t id)>& on_token = nullptr) {
+  std::vector<detail::SequenceDecoder> decoders;
+  for (const GenerateRequest& r : requests) decoders.emplace_back(model.config, r);
 
   NoGradGuard no_grad;
   set_training(model, false);
-  std::vector<KVCache<T>> caches = model.make_caches(1);
-  Rng rng(o.seed);
-  Generation g;
-  std::vector<int32_t> history = prompt;
-  std::vector<float> row(static_cast<size_t>(allowed));
-  Tensor<int32_t> ids({1, static_cast<int64_t>(prompt.size())});
-  std::copy(prompt.begin(), prompt.end(), ids.data());
-  while (static_cast<int64_t>(g.ids.size()) < o.max_tokens) {
-    const Tensor<T> logits = next_token_logits(model, ids, caches);
-    std::copy(logits.data(), logits.data() + allowed, row.begin());
-    for (const LogitsProcessor& process : o.processors) process(row, {history, prompt.size()});
-    const int32_t next = sample_token(row.data(), allowed, o.sampling, rng);
-    if (next == o.stop_id) {
-      g.reason = StopReason::EndOfText;
-      return g;
+  std::vector<std::vector<KVCache<T>>> caches(requests.size());
+  for (size_t s = 0; s < requests.size(); ++s)
+    if (!decoders[s].done()) caches[s] = model.make_caches(1);
+
+  std::vector<std::vector<int32_t>> pending(requests.size());  // what each feeds next
+  for (size_t s = 0; s < requests.size(); ++s) pending[s] = requests[s].prompt;
+  for (;;) {
+    std::vector<size_t> active;
+    std::vector<int64_t> lengths;
+    std::vector<std::vector<KVCache<T>>*> active_caches;
+    std::vector<int32_t> ids, last_rows;
+    for (size_t s = 0; s < decoders.size(); ++s) {
+      if (decoders[s].done()) continue;
+      active.push_back(s);
+      lengths.push_back(static_cast<int64_t>(pending[s].size()));
+      active_caches.push_back(&caches[s]);
+      ids.insert(ids.end(), pending[s].begin(), pending[s].end());
+      last_rows.push_back(static_cast<int32_t>(ids.size() - 1));
     }
-    g.ids.push_back(next);
-    history.push_back(next);
-    if (on_token && !on_token(next)) {
-      g.reason = StopReason::Callback;
-      return g;
+    if (active.empty()) break;
+    Tensor<int32_t> input({1, static_cast<int64_t>(ids.size())});
+    std::copy(ids.begin(), ids.end(), input.data());
+    Tensor<int32_t> rows({static_cast<int64_t>(last_rows.size())});
+    std::copy(last_rows.begin(), last_rows.end(), rows.data());
+    const Var<T> hidden = model.hidden_packed(input, lengths, active_caches);
+    const Tensor<T> logits = model.head(index_select(hidden, 1, rows)).value().contiguous();
+    const int64_t V = model.config.vocab_size;
+    for (size_t a = 0; a < active.size(); ++a) {
+      const size_t s = active[a];
+      const auto stream = [&](int32_t id) { return !on_token || on_token(s, id); };
+      if (decoders[s].accept(logits.data() + static_cast<int64_t>(a) * V, stream))
+        pending[s] = {decoders[s].last_token()};
+      else
+        caches[s].clear();  // a finished sequence gives its memory back at once
     }
-    if (static_cast<int64_t>(history.size()) > context &&
-        static_cast<int64_t>(g.ids.size()) < o.max_tokens) {
-      g.reason = StopReason::ContextFull;  // the next token would have no position
-      return g;
-    }
-    ids = Tensor<int32_t>({1, 1});
-    ids.data()[0] = next;
   }
-  g.reason = StopReason::MaxTokens;
-  return g;
+  std::vector<Generation> out;
+  for (const detail::SequenceDecoder& d : decoders) out.push_back(d.result());
+  return out;
+}
+
+template <typename T>
+Generation generate(GPT<T>& model, const std::vector<int32_t>& prompt, const GenerateOptions& o,
+                    const std::function<bool(int32_t)>& on_token = nullptr) {
+  const auto stream = [&](size_t, int32_t id) { return !on_token || on_token(id); };
+  return generate_batch(model, {{prompt, o}}, stream).front();
 }
 
 }  // namespace minimoe

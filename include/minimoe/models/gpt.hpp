@@ -50,10 +50,12 @@ struct Block {
     ffn_dropout = Dropout<T>(c.dropout, seed + 3);
   }
 
-  Var<T> operator()(Var<T> x, KVCache<T>* cache = nullptr) {
+  // cache: none, a KVCache<T>*, or PackedCaches<T> (see Attention).
+  template <typename... Cache>
+  Var<T> operator()(Var<T> x, const Cache&... cache) {
     {
       ProfileRegion region("attention");
-      x = x + attn_dropout(attn(ln1(x), cache));
+      x = x + attn_dropout(attn(ln1(x), cache...));
     }
     ProfileRegion region(is_moe ? "experts" : "mlp");
     return x + ffn_dropout(is_moe ? moe(ln2(x)) : mlp(ln2(x)));
@@ -122,18 +124,51 @@ struct GPT {
     check<ValueError>(!caches || static_cast<int64_t>(caches->size()) == config.n_layers,
                       "GPT: {} KV caches for {} layers", caches ? caches->size() : 0,
                       config.n_layers);
-    Var<T> x;
-    {
-      ProfileRegion region("embedding");
-      x = wte(ids);  // [B, T, C]
-      if (config.positions == PositionEncoding::Learned) {
-        Tensor<int32_t> pos({T_});
-        for (int64_t t = 0; t < T_; ++t) pos.data()[t] = static_cast<int32_t>(offset + t);
-        x = x + wpe(pos);  // [T, C] broadcast over B
-      }
-      x = embedding_dropout(x);
-    }
+    Tensor<int32_t> positions({T_});
+    for (int64_t t = 0; t < T_; ++t) positions.data()[t] = static_cast<int32_t>(offset + t);
+    Var<T> x = embed(ids, positions);
     for (size_t l = 0; l < blocks.size(); ++l) x = blocks[l](x, caches ? &(*caches)[l] : nullptr);
+    return x;
+  }
+
+  // Several sequences in one forward (inference): ids [1, N] are the next lengths[s] positions
+  // of sequence s, one run after another, and caches[s] are that sequence's caches (as
+  // make_caches(1) makes them). The projections, experts and LM head run on all N rows at once,
+  // so each step reads the weights once for the whole batch; attention runs per sequence
+  // against its own cache. Returns the residual stream [1, N, C].
+  Var<T> hidden_packed(const Tensor<int32_t>& ids, const std::vector<int64_t>& lengths,
+                       const std::vector<std::vector<KVCache<T>>*>& caches) {
+    check<ShapeError>(ids.dim() == 2 && ids.size(0) == 1, "GPT: packed ids must be [1, N], got {}",
+                      ids.shape());
+    check<ValueError>(lengths.size() == caches.size() && !lengths.empty(),
+                      "GPT: {} packed run lengths for {} sequences' caches", lengths.size(),
+                      caches.size());
+    Tensor<int32_t> positions({ids.size(1)});
+    PackedCaches<T> packed;
+    packed.lengths = lengths;
+    int64_t row = 0;
+    for (size_t s = 0; s < lengths.size(); ++s) {
+      check<ValueError>(static_cast<int64_t>(caches[s]->size()) == config.n_layers,
+                        "GPT: sequence {} has {} KV caches for {} layers", s, caches[s]->size(),
+                        config.n_layers);
+      const int64_t offset = caches[s]->front().length;
+      check<ValueError>(lengths[s] > 0 && offset + lengths[s] <= config.context_length,
+                        "GPT: sequence {}: {} positions after {} cached exceed the context "
+                        "length {} or are none",
+                        s, lengths[s], offset, config.context_length);
+      check<ShapeError>(row + lengths[s] <= ids.size(1),
+                        "GPT: packed runs of more positions than the {} ids", ids.size(1));
+      for (int64_t t = 0; t < lengths[s]; ++t)
+        positions.data()[row++] = static_cast<int32_t>(offset + t);
+    }
+    check<ShapeError>(row == ids.size(1), "GPT: packed runs of {} positions for {} ids", row,
+                      ids.size(1));
+    Var<T> x = embed(ids, positions);
+    for (size_t l = 0; l < blocks.size(); ++l) {
+      packed.caches.clear();
+      for (std::vector<KVCache<T>>* sequence : caches) packed.caches.push_back(&(*sequence)[l]);
+      x = blocks[l](x, packed);
+    }
     return x;
   }
 
@@ -165,6 +200,14 @@ struct GPT {
       l.aux_loss = l.z_loss = Var<T>(Tensor<T>::scalar(T(0)));
     }
     return l;
+  }
+
+  // Token embeddings plus learned positions: ids [B, T], positions [T] (absolute).
+  Var<T> embed(const Tensor<int32_t>& ids, const Tensor<int32_t>& positions) {
+    ProfileRegion region("embedding");
+    Var<T> x = wte(ids);                                                        // [B, T, C]
+    if (config.positions == PositionEncoding::Learned) x = x + wpe(positions);  // over B
+    return embedding_dropout(x);
   }
 
   // Fresh KV caches for decoding `batch` sequences of up to context_length positions.

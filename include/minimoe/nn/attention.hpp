@@ -5,11 +5,14 @@
 //   Attention<float> attn(c, rng);
 //   Var<float> y = attn(x);                 // [B, T, C] -> [B, T, C]
 //   Var<float> y1 = attn(x1, &cache);       // decoding: appends x1's keys/values to the cache
+//   Var<float> y2 = attn(x2, packed);       // several sequences' rows, each with its cache
 //
 // The heads stay in the [B, T, H, D] layout the projections produce; the fused op in
 // ops/attention.hpp does the rest. QK-norm (OLMo 2, Gemma 3) applies an RMSNorm over the head
 // dimension of q and k before RoPE.
 #pragma once
+
+#include <vector>
 
 #include "minimoe/nn/linear.hpp"
 #include "minimoe/nn/norm.hpp"
@@ -78,6 +81,14 @@ struct KVCache {
   }
 };
 
+// The caches of one layer for rows packed from several sequences: run s is the next
+// lengths[s] positions of the sequence whose cache is caches[s].
+template <typename T>
+struct PackedCaches {
+  std::vector<int64_t> lengths;
+  std::vector<KVCache<T>*> caches;
+};
+
 template <typename T>
 struct Attention {
   using Scalar = T;
@@ -103,34 +114,37 @@ struct Attention {
 
   // x [B, T, C]. With a cache, x holds the new positions only and attends to the cached ones.
   Var<T> operator()(const Var<T>& x, KVCache<T>* cache = nullptr) const {
-    check<ShapeError>(x.dim() == 3 && x.size(2) == config.d_model,
-                      "attention: input of shape {} is not [B, T, {}]", x.shape(), config.d_model);
-    const int64_t B = x.size(0), T_ = x.size(1), H = config.n_heads, Hkv = config.kv_heads(),
-                  D = config.head_dim();
-    Var<T> q = reshape(q_proj(x), {B, T_, H, D});
-    Var<T> k = reshape(k_proj(x), {B, T_, Hkv, D});
-    Var<T> v = reshape(v_proj(x), {B, T_, Hkv, D});
-    if (config.qk_norm) {
-      q = q_norm(q);
-      k = k_norm(k);
+    check_input(x);
+    const Projections p = project(x);
+    return o_proj(reshape(attend(p.q, p.k, p.v, cache), x.shape()));
+  }
+
+  // x [1, N, C]: the new positions of several sequences, one run after another, each attending
+  // to its own cache (batched decoding of sequences of different lengths).
+  Var<T> operator()(const Var<T>& x, const PackedCaches<T>& packed) const {
+    check_input(x);
+    check<ShapeError>(x.size(0) == 1, "attention: packed sequences need a batch of 1, got {}",
+                      x.size(0));
+    check<ValueError>(packed.lengths.size() == packed.caches.size(),
+                      "attention: {} run lengths for {} caches", packed.lengths.size(),
+                      packed.caches.size());
+    int64_t total = 0;
+    for (int64_t n : packed.lengths) {
+      check<ValueError>(n > 0, "attention: a packed run of {} positions", n);
+      total += n;
     }
-    const int64_t offset = cache ? cache->length : 0;
-    if (config.rope) {
-      q = rope(q, offset, config.rope_base);
-      k = rope(k, offset, config.rope_base);
+    check<ShapeError>(total == x.size(1), "attention: packed runs of {} positions in all for {}",
+                      total, x.size(1));
+    const Projections p = project(x);
+    std::vector<Var<T>> runs;
+    int64_t start = 0;
+    for (size_t s = 0; s < packed.lengths.size(); ++s) {
+      const int64_t end = start + packed.lengths[s];
+      runs.push_back(attend(slice(p.q, 1, start, end), slice(p.k, 1, start, end),
+                            slice(p.v, 1, start, end), packed.caches[s]));
+      start = end;
     }
-    AttentionOptions options;
-    options.softcap = config.softcap;
-    Var<T> y;
-    if (cache) {
-      check<ValueError>(!grad_enabled(),
-                        "attention: the KV cache is for inference; run it under NoGradGuard");
-      auto [keys, values] = cache->append(k.value(), v.value());
-      y = scaled_dot_product_attention(q, Var<T>(keys), Var<T>(values), options);
-    } else {
-      y = scaled_dot_product_attention(q, k, v, options);
-    }
-    return o_proj(reshape(y, {B, T_, config.d_model}));
+    return o_proj(reshape(runs.size() == 1 ? runs.front() : concat(runs, 1), x.shape()));
   }
 
   void visit(const ModuleVisitor<T>& v) {
@@ -142,6 +156,44 @@ struct Attention {
       v.child("q_norm", q_norm);
       v.child("k_norm", k_norm);
     }
+  }
+
+ private:
+  struct Projections {
+    Var<T> q, k, v;  // [B, T, H, D], [B, T, Hkv, D], [B, T, Hkv, D]
+  };
+
+  void check_input(const Var<T>& x) const {
+    check<ShapeError>(x.dim() == 3 && x.size(2) == config.d_model,
+                      "attention: input of shape {} is not [B, T, {}]", x.shape(), config.d_model);
+  }
+
+  Projections project(const Var<T>& x) const {
+    const int64_t B = x.size(0), T_ = x.size(1), H = config.n_heads, Hkv = config.kv_heads(),
+                  D = config.head_dim();
+    Projections p{reshape(q_proj(x), {B, T_, H, D}), reshape(k_proj(x), {B, T_, Hkv, D}),
+                  reshape(v_proj(x), {B, T_, Hkv, D})};
+    if (config.qk_norm) {
+      p.q = q_norm(p.q);
+      p.k = k_norm(p.k);
+    }
+    return p;
+  }
+
+  // Positions, the cache, then attention: [B, T, H, D] out.
+  Var<T> attend(Var<T> q, Var<T> k, const Var<T>& v, KVCache<T>* cache) const {
+    const int64_t offset = cache ? cache->length : 0;
+    if (config.rope) {
+      q = rope(q, offset, config.rope_base);
+      k = rope(k, offset, config.rope_base);
+    }
+    AttentionOptions options;
+    options.softcap = config.softcap;
+    if (!cache) return scaled_dot_product_attention(q, k, v, options);
+    check<ValueError>(!grad_enabled(),
+                      "attention: the KV cache is for inference; run it under NoGradGuard");
+    auto [keys, values] = cache->append(k.value(), v.value());
+    return scaled_dot_product_attention(q, Var<T>(keys), Var<T>(values), options);
   }
 };
 
