@@ -208,6 +208,31 @@ inline std::vector<int64_t> split_range(int64_t extent, int64_t parts, int64_t a
   return bounds;
 }
 
+// The tasks of product `id` over `groups` (n columns per segment, depth k): row tiles of at most
+// kBlockRows, column tiles of kBlockN, narrowed until there are enough tasks for the threads
+// (few rows: every thread streams a slice of the weights).
+inline void add_product_tasks(const RowGroups& groups, int64_t n, int64_t k, int segments, int mr,
+                              int nr, int threads, int32_t id, std::vector<GemmTask>& tasks) {
+  int64_t row_tiles = 0;
+  for (int64_t g = 0; g < groups.count; ++g)
+    row_tiles += (groups.rows(g) + kBlockRows - 1) / kBlockRows;
+  int64_t nc = std::min(round_up(n, nr), kBlockN / segments);
+  while (nc > 2 * nr && row_tiles * ((n + nc - 1) / nc) < 4 * threads) nc = round_up(nc / 2, nr);
+  for (int64_t g = 0; g < groups.count; ++g) {
+    const int64_t rows = groups.rows(g);
+    if (rows == 0) continue;
+    const auto bounds = split_range(rows, (rows + kBlockRows - 1) / kBlockRows, mr);
+    for (size_t i = 0; i + 1 < bounds.size(); ++i)
+      for (int64_t n0 = 0; n0 < n; n0 += nc) {
+        const int64_t n1 = std::min(n, n0 + nc);
+        tasks.push_back(
+            {id, static_cast<int32_t>(g), groups.begin(g) + bounds[i],
+             groups.begin(g) + bounds[i + 1], n0, n1,
+             double(bounds[i + 1] - bounds[i]) * double(n1 - n0) * segments * double(k)});
+      }
+  }
+}
+
 }  // namespace detail
 
 // One phase of work: the tasks of several independent products, run as one dynamic pool.
@@ -223,29 +248,8 @@ class GemmPhase {
                       "grouped product: bad segments {}", p.segments);
     const int32_t id = static_cast<int32_t>(products_.size());
     products_.push_back(p);
-    // Row tiles of at most kBlockRows; column tiles of kBlockN, narrowed until there are
-    // enough tasks for the threads (few rows: every thread streams a slice of the weights).
-    int64_t row_tiles = 0;
-    for (int64_t g = 0; g < p.groups.count; ++g)
-      row_tiles += (p.groups.rows(g) + detail::kBlockRows - 1) / detail::kBlockRows;
-    const int64_t nr = kernel_.nr;
-    int64_t nc = std::min(detail::round_up(p.n, nr), detail::kBlockN / p.segments);
-    while (nc > 2 * nr && row_tiles * ((p.n + nc - 1) / nc) < 4 * threads_)
-      nc = detail::round_up(nc / 2, nr);
-    for (int64_t g = 0; g < p.groups.count; ++g) {
-      const int64_t rows = p.groups.rows(g);
-      if (rows == 0) continue;
-      const auto bounds = detail::split_range(
-          rows, (rows + detail::kBlockRows - 1) / detail::kBlockRows, kernel_.mr);
-      for (size_t i = 0; i + 1 < bounds.size(); ++i)
-        for (int64_t n0 = 0; n0 < p.n; n0 += nc) {
-          const int64_t n1 = std::min(p.n, n0 + nc);
-          tasks_.push_back(
-              {id, static_cast<int32_t>(g), p.groups.begin(g) + bounds[i],
-               p.groups.begin(g) + bounds[i + 1], n0, n1,
-               double(bounds[i + 1] - bounds[i]) * double(n1 - n0) * p.segments * double(p.k)});
-        }
-    }
+    detail::add_product_tasks(p.groups, p.n, p.k, p.segments, kernel_.mr, kernel_.nr, threads_, id,
+                              tasks_);
   }
 
   void add(const GroupedWeightGrad<T>& p) {

@@ -29,13 +29,19 @@
 // ([R, h]) after the forward and recomputes it from P in the backward (one more activation
 // pass for that much less memory between the passes). Without autograd (inference) A
 // overwrites P and nothing is kept.
+//
+// Experts with int8 weights (models/quantize.hpp) take the same plan through the int8 grouped
+// products (kernels/int8_gemm.hpp), with the same epilogues and combine, for inference only:
+// only the experts that received rows have their int8 weights read.
 #pragma once
 
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "minimoe/kernels/activation.hpp"
 #include "minimoe/kernels/grouped_gemm.hpp"
+#include "minimoe/kernels/int8_gemm.hpp"
 #include "minimoe/kernels/routing.hpp"
 #include "minimoe/nn/expert.hpp"
 #include "minimoe/ops/gather.hpp"
@@ -84,6 +90,133 @@ std::vector<const T*> data_of(const std::vector<Var<T>>& vars, int64_t first, in
   std::vector<const T*> out;
   for (int64_t e = 0; e < count; ++e) out.push_back(vars[first + e * stride].value().data());
   return out;
+}
+
+// The up projection's epilogue on rows [r0, r0 + rows) and hidden units [j0, j1) of expert g:
+// the biases, then A = act(P), or A = act(G) * H for GLU (P = [G | H], [R, hp]). A may be P.
+template <typename T>
+struct UpEpilogue {
+  bool glu = false, bias = false;
+  Activation act = Activation::GELU;
+  int64_t h = 0, hp = 0, lda = 0;
+  T* p = nullptr;
+  T* a = nullptr;
+  const T* const* b_up = nullptr;
+  const T* const* b_gate = nullptr;
+
+  void operator()(int64_t g, int64_t r0, int64_t rows, int64_t j0, int64_t j1) const {
+    for (int64_t r = r0; r < r0 + rows; ++r) {
+      T* pr = p + r * hp + j0;  // G (GLU) or H
+      T* ar = a + r * lda + j0;
+      if (bias) add_row(pr, (glu ? b_gate : b_up)[g] + j0, j1 - j0);
+      if (bias && glu) add_row(pr + h, b_up[g] + j0, j1 - j0);
+      if (glu)
+        glu_forward(act, pr, pr + h, ar, j1 - j0);
+      else
+        activation_forward(act, pr, ar, j1 - j0);
+    }
+  }
+};
+
+// The down projection's epilogue: O[r, j0:j1] += b_down[g].
+template <typename T>
+struct DownBiasEpilogue {
+  T* o = nullptr;
+  int64_t C = 0;
+  const T* const* b_down = nullptr;
+
+  void operator()(int64_t g, int64_t r0, int64_t rows, int64_t j0, int64_t j1) const {
+    for (int64_t r = r0; r < r0 + rows; ++r) add_row(o + r * C + j0, b_down[g] + j0, j1 - j0);
+  }
+};
+
+// Whether the experts carry int8 weights: all of them, on every projection, or none.
+template <typename T>
+bool experts_are_int8(const std::vector<Expert<T>>& experts) {
+  auto quantised = [](const Expert<T>& e) {
+    return e.up.int8 && e.down.int8 && (!e.config.glu || e.gate.int8);
+  };
+  const bool first = quantised(experts.front());
+  for (const Expert<T>& e : experts)
+    check<ValueError>(quantised(e) == first && (e.up.int8 || e.down.int8 || e.gate.int8) == first,
+                      "dispatch_grouped: some experts have int8 weights and some do not");
+  return first;
+}
+
+// The grouped forward with int8 expert weights (inference only): the products of the float
+// path below, through Int8Phase, and A overwriting P.
+inline Var<float> dispatch_grouped_int8(const Var<float>& tokens, const Var<float>& weights,
+                                        const RoutingPlan& plan,
+                                        const std::vector<Expert<float>>& experts) {
+  check<ValueError>(!grad_enabled(),
+                    "dispatch_grouped: int8 expert weights are for inference only; run the "
+                    "model under a NoGradGuard (gradients cannot flow through quantised weights)");
+  const ExpertConfig& config = experts.front().config;
+  const int64_t N = plan.tokens, E = plan.experts, C = config.d_model, h = config.hidden,
+                R = plan.rows();
+  const bool glu = config.glu, bias = config.bias;
+  const int64_t hp = glu ? 2 * h : h;
+  const Tensor<float> x = tokens.value().contiguous();
+  const Tensor<float> w = weights.value().contiguous();
+  Tensor<float> P = Tensor<float>::empty({R, hp});  // A overwrites it
+  Tensor<float> O = Tensor<float>::empty({R, C});
+  Tensor<float> y = Tensor<float>::empty({N, C});
+
+  struct Projection {
+    std::vector<const int8_t*> q;
+    std::vector<const float*> scale, bias;
+    void add(const Linear<float>& l) {
+      q.push_back(l.int8->q.data());
+      scale.push_back(l.int8->scale.data());
+      bias.push_back(l.bias.defined() ? l.bias.value().data() : nullptr);
+    }
+    Int8WeightRows rows(int64_t ld) const { return {q.data(), scale.data(), ld}; }
+  } up, gate, down;
+  for (const Expert<float>& e : experts) {
+    up.add(e.up);
+    if (glu) gate.add(e.gate);
+    down.add(e.down);
+  }
+
+  const RowGroups groups{plan.offsets.data(), E};
+  Int8Phase up_phase, down_phase;
+  Int8GroupedProduct up_product;
+  up_product.groups = groups;
+  up_product.a = x.data();
+  up_product.lda = C;
+  up_product.index = plan.token_of.data();
+  up_product.k = C;
+  up_product.w[0] = (glu ? gate : up).rows(C);
+  up_product.w[1] = up.rows(C);
+  up_product.n = h;
+  up_product.segments = glu ? 2 : 1;
+  up_product.c = P.data();
+  up_product.ldc = hp;
+  up_product.epilogue =
+      UpEpilogue<float>{glu,      bias,           config.activation, h, hp, hp, P.data(),
+                        P.data(), up.bias.data(), gate.bias.data()};
+  up_phase.add(up_product);
+
+  Int8GroupedProduct down_product;
+  down_product.groups = groups;
+  down_product.a = P.data();
+  down_product.lda = hp;
+  down_product.k = h;
+  down_product.w[0] = down.rows(h);
+  down_product.n = C;
+  down_product.c = O.data();
+  down_product.ldc = C;
+  if (bias) down_product.epilogue = DownBiasEpilogue<float>{O.data(), C, down.bias.data()};
+  down_phase.add(down_product);
+
+#pragma omp parallel
+  {
+    up_phase.run();
+    down_phase.run();
+#pragma omp for schedule(static)
+    for (int64_t n = 0; n < N; ++n) combine_rows(plan, n, w.data(), O.data(), C, y.data());
+  }
+  return Var<float>(std::move(y));
 }
 
 }  // namespace detail
@@ -135,6 +268,9 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
   check<ShapeError>(weights.dim() == 2 && weights.size(0) == N && weights.size(1) == K,
                     "dispatch_grouped: weights of shape {}, expected [{}, {}]", weights.shape(), N,
                     K);
+  if constexpr (std::is_same_v<T, float>)
+    if (detail::experts_are_int8(experts))
+      return detail::dispatch_grouped_int8(tokens, weights, plan, experts);
 
   const detail::ExpertSlots slots{config.bias, config.glu};
   const int64_t S = slots.per_expert();
@@ -192,18 +328,8 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
   up.segments = glu ? 2 : 1;
   up.c = p_data;
   up.ldc = hp;
-  up.epilogue = [&](int64_t g, int64_t r0, int64_t rows, int64_t j0, int64_t j1) {
-    for (int64_t r = r0; r < r0 + rows; ++r) {
-      T* pr = p_data + r * hp + j0;  // G (GLU) or H
-      T* ar = a_data + r * lda + j0;
-      if (bias) detail::add_row(pr, (glu ? b_gate : b_up)[g] + j0, j1 - j0);
-      if (bias && glu) detail::add_row(pr + h, b_up[g] + j0, j1 - j0);
-      if (glu)
-        glu_forward(act, pr, pr + h, ar, j1 - j0);
-      else
-        activation_forward(act, pr, ar, j1 - j0);
-    }
-  };
+  up.epilogue =
+      detail::UpEpilogue<T>{glu, bias, act, h, hp, lda, p_data, a_data, b_up.data(), b_gate.data()};
   up_phase.add(up);
 
   GroupedProduct<T> down;
@@ -216,11 +342,7 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
   down.n = C;
   down.c = o_data;
   down.ldc = C;
-  if (bias)
-    down.epilogue = [&](int64_t g, int64_t r0, int64_t rows, int64_t j0, int64_t j1) {
-      for (int64_t r = r0; r < r0 + rows; ++r)
-        detail::add_row(o_data + r * C + j0, b_down[g] + j0, j1 - j0);
-    };
+  if (bias) down.epilogue = detail::DownBiasEpilogue<T>{o_data, C, b_down.data()};
   down_phase.add(down);
 
 #pragma omp parallel
