@@ -67,6 +67,7 @@
 #include "minimoe/models/config.hpp"
 #include "minimoe/models/gpt.hpp"
 #include "minimoe/models/presets.hpp"
+#include "minimoe/models/quantize.hpp"
 
 #include "minimoe/optim/adamw.hpp"
 

@@ -92,7 +92,8 @@ struct GPT {
   Dropout<T> embedding_dropout;
   std::vector<Block<T>> blocks;
   Norm<T> ln_f;
-  Linear<T> lm_head;  // [V, C], untied embeddings only
+  Linear<T> lm_head;         // [V, C], untied embeddings only
+  Linear<T> quantized_head;  // inference: the head with int8 weights (models/quantize.hpp)
 
   GPT() = default;
   GPT(const GPTConfig& config_, uint64_t seed) : config(config_) {
@@ -177,6 +178,7 @@ struct GPT {
   Var<T> head(const Var<T>& x) {
     ProfileRegion region("lm_head");
     const Var<T> y = ln_f(x);
+    if (quantized_head.int8) return quantized_head(y);
     return config.tie_embeddings ? matmul(y, wte.weight, false, true) : lm_head(y);
   }
 
