@@ -1,5 +1,9 @@
 // minimoe train: fetches nothing, tokenizes the corpus, trains, evaluates, checkpoints,
 // plots, and prints a sample. docs/training.md walks through a run.
+//
+// Under mpirun (a build with MINIMOE_WITH_MPI) the ranks train data-parallel: rank 0 trains
+// the tokenizer, tokenizes the corpus, logs, writes the metrics, checkpoints and the model,
+// and prints the sample; the others only train (docs/distributed.md).
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -7,6 +11,9 @@
 #include <optional>
 
 #include "common.hpp"
+#ifdef MINIMOE_WITH_MPI
+#include <minimoe/distributed/mpi.hpp>
+#endif
 
 namespace minimoe::cli {
 namespace {
@@ -29,6 +36,7 @@ struct TrainArgs {
   std::string prompt = "The ";
   bool profile = false;
   bool recompute = false;
+  double mpi_timeout = 300;  // seconds a rank waits for the others before giving up
   TrainOptions options;
 };
 
@@ -68,12 +76,19 @@ std::vector<CorpusFile> corpus_files(const TrainArgs& a) {
 
 // bytes, gpt2[:DIR], a BPE file, or "bpe" (train one of the model's vocabulary size on the
 // corpus). The default follows the preset's vocabulary: 50257 is GPT-2's, else a trained BPE.
+// In a group, rank 0 trains a BPE and sends it to the others.
 Tokenizer resolve_tokenizer(const TrainArgs& a, const GPTConfig& config,
-                            const std::vector<CorpusFile>& files, Progress& progress) {
+                            const std::vector<CorpusFile>& files, Progress& progress,
+                            ProcessGroup* group) {
   std::string spec = a.tokenizer;
   if (spec.empty()) spec = config.vocab_size == 50257 ? "gpt2" : "bpe";
   if (spec == "gpt2") spec = std::string("gpt2:") + kDefaultGpt2Dir;
   if (spec != "bpe") return load_tokenizer(spec);
+  if (group != nullptr && !group->is_root()) {
+    std::string trained;
+    group->broadcast(trained, 0, "the broadcast of the tokenizer");
+    return Tokenizer(bpe_from_string(trained, "rank 0's tokenizer"));
+  }
   const auto start = std::chrono::steady_clock::now();
   BpeTrainOptions options;
   options.vocab_size = static_cast<int32_t>(config.vocab_size);
@@ -83,6 +98,10 @@ Tokenizer resolve_tokenizer(const TrainArgs& a, const GPTConfig& config,
       "tokenizer: trained a byte-level BPE of {} tokens on the training text in {:.1f} s",
       t.vocab_size(),
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+  if (group != nullptr) {
+    std::string trained = embed_tokenizer(t);
+    group->broadcast(trained, 0, "the broadcast of the tokenizer");
+  }
   return t;
 }
 
@@ -124,11 +143,13 @@ void print_sample(GPT<float>& model, const Tokenizer& tokenizer, const TrainArgs
   fmt::print("\n---\n");
 }
 
-void run_train(TrainArgs a, const CLI::App& cmd) {
+// group: the data-parallel ranks, or nullptr in a single process.
+void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
   set_threads(a.threads);
   if (a.out.empty()) a.out = "runs/" + a.preset;
   const std::string checkpoint_path = a.out + "/checkpoint.safetensors";
-  Progress progress(0, stderr);
+  const bool root = group == nullptr || group->is_root();
+  Progress progress(0, root ? stderr : nullptr);
 
   std::unique_ptr<Checkpoint<float>> resumed;
   std::unique_ptr<GPT<float>> fresh;
@@ -187,25 +208,31 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
           a.out));
     GPTConfig config = model_config(a);
     const std::vector<CorpusFile> files = corpus_files(a);
-    tokenizer = resolve_tokenizer(a, config, files, progress);
+    tokenizer = resolve_tokenizer(a, config, files, progress, group);
     config.vocab_size = tokenizer->vocab_size();
     config.validate();
-    std::error_code error;
-    fs::create_directories(a.out, error);
-    if (error)
-      throw IOError(
-          fmt::format("cannot create the run directory '{}': {}", a.out, error.message()));
-    domains = tokenize_corpus(files, *tokenizer, a.out + "/tokens");
+    if (root) {
+      std::error_code error;
+      fs::create_directories(a.out, error);
+      if (error)
+        throw IOError(
+            fmt::format("cannot create the run directory '{}': {}", a.out, error.message()));
+      domains = tokenize_corpus(files, *tokenizer, a.out + "/tokens");
+    }
+    // The other ranks find rank 0's token files up to date and only open them.
+    if (group != nullptr) group->any(false, "waiting for rank 0 to tokenize the corpus");
+    if (!root) domains = tokenize_corpus(files, *tokenizer, a.out + "/tokens");
     fresh = std::make_unique<GPT<float>>(config, a.seed);
   }
   // A run killed while writing a file leaves its temporary behind: never read, only cleared.
-  for (const std::string& dir : {a.out, a.out + "/tokens"}) remove_stale_temporaries(dir);
+  if (root)
+    for (const std::string& dir : {a.out, a.out + "/tokens"}) remove_stale_temporaries(dir);
   GPT<float>& model = resumed ? resumed->model : *fresh;
   for (Block<float>& b : model.blocks) b.moe.dispatch_options.recompute_activation = a.recompute;
   const Dataset data(domains);
   std::unique_ptr<Trainer<float>> trainer =
-      resumed ? std::make_unique<Trainer<float>>(*resumed, data)
-              : std::make_unique<Trainer<float>>(model, data, a.options);
+      resumed ? std::make_unique<Trainer<float>>(*resumed, data, group)
+              : std::make_unique<Trainer<float>>(model, data, a.options, group);
   const std::string embedded = embed_tokenizer(*tokenizer);
   nlohmann::json data_json = nlohmann::json::array();
   for (const Domain& d : domains) data_json.push_back({{"name", d.name}, {"weight", d.weight}});
@@ -219,11 +246,19 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
       double(c.num_active_parameters()) / 1e6));
   progress.print(fmt::format("data ({} tokens per step, {} threads):\n{}",
                              trainer->tokens_per_step(), current_threads(), data.summary()));
+  if (group != nullptr)
+    progress.print(
+        fmt::format("data parallel: {} ranks x {} sequences of each batch; {:.2f} MiB of gradients "
+                    "all-reduced per step",
+                    group->size(), o.batch_size / group->size(),
+                    double(trainer->gradient_bytes_per_step()) / double(1 << 20)));
 
-  MetricsLog metrics(a.out + "/metrics.jsonl", trainer->state().step);
+  // The metrics are rank 0's to write: opening them truncates a resumed run's file.
+  std::optional<MetricsLog> metrics;
+  if (root) metrics.emplace(a.out + "/metrics.jsonl", trainer->state().step);
   auto save = [&] {
     trainer->save(checkpoint_path, embedded, extra);
-    write_training_plots(read_metrics(metrics.path()), a.out);
+    if (root) write_training_plots(read_metrics(metrics->path()), a.out);
   };
   std::signal(SIGINT, on_interrupt);
   std::signal(SIGTERM, on_interrupt);
@@ -247,7 +282,7 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
     } else {
       profiler.reset();
     }
-    metrics.write(step_record(r));
+    if (root) metrics->write(step_record(r));
     recent_seconds = recent_seconds == 0 ? r.seconds : 0.9 * recent_seconds + 0.1 * r.seconds;
     if (r.skipped) progress.print(fmt::format("step {} skipped: {}", r.step, r.skip_reason));
     const int64_t done = trainer->state().step;
@@ -267,15 +302,20 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
     profiler.enable(false);  // evaluations and checkpoints are not steps
     if ((o.eval_every > 0 && done % o.eval_every == 0) || last) {
       const EvalReport e = trainer->evaluate();
-      metrics.write(eval_record(e));
+      if (root) metrics->write(eval_record(e));
       progress.print(eval_line(e));
     }
-    if ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || last || g_interrupted) save();
+    // The ranks stop together, after the same step, whichever of them got the signal.
+    const bool interrupted = group != nullptr
+                                 ? group->any(g_interrupted, "the check for interruptions")
+                                 : g_interrupted.load();
+    if ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || last || interrupted) save();
     profiler.enable(a.profile);
-    if (g_interrupted) {
+    if (interrupted) {
       progress.finish();
-      fmt::print(stderr, "interrupted: saved step {} to {}; continue with --resume\n", done,
-                 checkpoint_path);
+      if (root)
+        fmt::print(stderr, "interrupted: saved step {} to {}; continue with --resume\n", done,
+                   checkpoint_path);
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
       return;
@@ -284,6 +324,7 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
   progress.finish();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  if (!root) return;
   if (a.profile && profiled_tokens > 0)
     fmt::print(stderr, "\nprofile of {} steps after the first:\n{}", profiled_steps,
                profile_report(model.config, trainer->context(), profiled_tokens, profiler.times(),
@@ -299,8 +340,30 @@ void run_train(TrainArgs a, const CLI::App& cmd) {
              s.step, s.skipped, double(s.tokens) / 1e6, format_duration(s.seconds),
              double(s.tokens) / std::max(s.seconds, 1e-9), a.out, checkpoint_path, a.out,
              fs::exists(a.out + "/expert_load.svg") ? " " + a.out + "/expert_load.svg" : "",
-             metrics.path());
+             metrics->path());
   print_sample(model, *tokenizer, a);
+}
+
+// Under an MPI launcher, every rank trains its share in one data-parallel group.
+void run_train(const TrainArgs& a, const CLI::App& cmd) {
+#ifdef MINIMOE_WITH_MPI
+  if (launched_by_mpi()) {
+    MpiSession session;
+    MpiProcessGroup world(a.mpi_timeout);
+    try {
+      train(a, cmd, world.size() > 1 ? &world : nullptr);
+    } catch (const DistributedError& e) {
+      throw TrainingError(e.what());  // a failure while working (exit code 1), not bad input
+    }
+    return;
+  }
+#else
+  if (launched_by_mpi())
+    throw UsageError(
+        "started by an MPI launcher, but this minimoe was built without MPI: every process would "
+        "train alone in the same run directory; rebuild with -DMINIMOE_WITH_MPI=ON");
+#endif
+  train(a, cmd, nullptr);
 }
 
 }  // namespace
@@ -381,6 +444,12 @@ void add_train_command(CLI::App& app) {
                 "memory, a little more time)");
   cmd->add_flag("--profile", a->profile,
                 "print where the steps' time goes (per region, GFLOP/s) and the memory used");
+#ifdef MINIMOE_WITH_MPI
+  cmd->add_option("--mpi-timeout", a->mpi_timeout,
+                  "under mpirun: seconds a rank waits for the others before it stops the run")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+#endif
   cmd->callback([a, cmd] {
     TrainArgs args = *a;
     args.options.seed = args.seed;

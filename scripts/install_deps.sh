@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build git pkg-config curl
   libeigen3-dev libfmt-dev doctest-dev nlohmann-json3-dev libcli11-dev libcpp-httplib-dev
   libopenblas-dev
+  openmpi-bin libopenmpi-dev  # data-parallel training and its tests (MINIMOE_WITH_MPI)
   clang clang-format libclang-rt-14-dev libomp-14-dev  # clang builds with sanitizers and OpenMP
   python3 python3-torch  # reference values for the PyTorch parity tests
 )

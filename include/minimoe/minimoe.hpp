@@ -16,6 +16,7 @@
 //   io/        safetensors and model files
 //   text/      tokenizers: bytes, byte-level BPE (training, files), GPT-2's vocabulary
 //   data/      token files, the mixed multi-domain dataset, corpus preparation
+//   distributed/ data parallelism: gradient buckets, replicas; over MPI with minimoe::mpi
 //   train/     options, schedules, the trainer, checkpoints, metrics, progress, plots
 //   generate/  KV-cache decoding, sampling and logits processors, stop strings, chat transcripts
 //   serve/     the OpenAI-compatible completion API, without the HTTP
@@ -89,6 +90,13 @@
 #include "minimoe/data/dataset.hpp"
 #include "minimoe/data/prepare.hpp"
 #include "minimoe/data/token_file.hpp"
+
+#include "minimoe/distributed/data_parallel.hpp"
+#include "minimoe/distributed/gradient_reducer.hpp"
+#include "minimoe/distributed/process_group.hpp"
+#ifdef MINIMOE_WITH_MPI  // minimoe::mpi
+#include "minimoe/distributed/mpi.hpp"
+#endif
 
 #include "minimoe/optim/clip.hpp"
 #include "minimoe/train/checkpoint.hpp"

@@ -17,10 +17,13 @@
 // Training-only behaviour: multiplicative jitter of the router input by U(1 - j, 1 + j)
 // (Switch), and the aux-loss-free balancing of DeepSeek-V3: a per-expert bias added to p for
 // selection only (never to the weights), nudged after each step towards the mean load.
+// In data-parallel training, sum_counts sums the counts behind f_e and the balancing over the
+// ranks, so both see the global batch as one process would (distributed/data_parallel.hpp).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <vector>
 
@@ -78,6 +81,9 @@ struct Router {
   Tensor<T> selection_bias;  // [E], aux-loss-free balancing; a buffer, not a parameter
   bool training = true;
   Rng rng;  // jitter noise
+  // When set: sums per-expert counts [E] followed by the pair count over the data-parallel
+  // ranks, in place.
+  std::function<void(std::vector<int64_t>&)> sum_counts;
 
   Router() = default;
   Router(const RouterConfig& config_, Rng& init_rng, uint64_t noise_seed = 0)
@@ -108,14 +114,17 @@ struct Router {
     if (config.normalize_topk) weights = weights / sum(weights, -1, /*keepdim=*/true);
     r.weights = weights;
 
+    std::vector<int64_t> counts = r.plan.requested;  // [E], then the pairs
+    counts.push_back(N * K);
+    if (sum_counts) sum_counts(counts);
+    const int64_t pairs = counts.back();
     Tensor<T> fraction({E});  // f_e, a constant for the loss
     for (int64_t e = 0; e < E; ++e)
-      fraction.data()[e] =
-          static_cast<T>(r.plan.requested[e]) / static_cast<T>(std::max<int64_t>(N * K, 1));
+      fraction.data()[e] = static_cast<T>(counts[e]) / static_cast<T>(std::max<int64_t>(pairs, 1));
     r.aux_loss = static_cast<T>(E) * sum(mean(probs, 0) * Var<T>(fraction));
     r.z_loss = mean(square(logsumexp(logits)));
 
-    if (training && config.aux_free_balancing) update_selection_bias(r.plan);
+    if (training && config.aux_free_balancing) update_selection_bias(counts);
     return r;
   }
 
@@ -153,10 +162,12 @@ struct Router {
   }
 
   // Raises the bias of under-loaded experts and lowers it for over-loaded ones.
-  void update_selection_bias(const RoutingPlan& plan) {
-    const double mean_load = static_cast<double>(plan.tokens * plan.top_k) / double(plan.experts);
-    for (int64_t e = 0; e < plan.experts; ++e) {
-      const double load = static_cast<double>(plan.requested[e]);
+  // counts: pairs per expert [E], then all pairs.
+  void update_selection_bias(const std::vector<int64_t>& counts) {
+    const int64_t E = config.n_experts;
+    const double mean_load = static_cast<double>(counts.back()) / double(E);
+    for (int64_t e = 0; e < E; ++e) {
+      const double load = static_cast<double>(counts[e]);
       const double direction = load < mean_load ? 1.0 : (load > mean_load ? -1.0 : 0.0);
       selection_bias.data()[e] += static_cast<T>(config.balance_rate * direction);
     }

@@ -7,7 +7,8 @@
 //
 // On a terminal the bar redraws in place (step, percentage, the caller's text, tokens/s, ETA);
 // when the output is a file or a pipe, one plain line is printed every `log_every` steps and
-// at the end, so logs stay readable.
+// at the end, so logs stay readable. A null `out` prints nothing (the ranks other than 0 of a
+// distributed run).
 #pragma once
 
 #include <chrono>
@@ -32,13 +33,17 @@ inline std::string format_duration(double seconds) {
 class Progress {
  public:
   Progress(int64_t total, std::FILE* out, int64_t log_every = 10)
-      : total_(total), out_(out), tty_(::isatty(::fileno(out)) != 0), log_every_(log_every) {}
+      : total_(total),
+        out_(out),
+        tty_(out != nullptr && ::isatty(::fileno(out)) != 0),
+        log_every_(log_every) {}
 
   bool is_tty() const { return tty_; }
   void set_total(int64_t total) { total_ = total; }
 
   // `step` steps are done of total; `seconds_per_step` drives the ETA.
   void update(int64_t step, const std::string& text, double tokens_per_s, double seconds_per_step) {
+    if (out_ == nullptr) return;
     const double eta = double(total_ - step) * seconds_per_step;
     const std::string speed = fmt::format("{:.0f} tok/s", tokens_per_s);
     if (tty_) {
@@ -60,6 +65,7 @@ class Progress {
 
   // A line of its own; on a terminal the bar is redrawn by the next update.
   void print(const std::string& line) {
+    if (out_ == nullptr) return;
     if (drawn_) fmt::print(out_, "\r\033[K");
     fmt::print(out_, "{}\n", line);
     std::fflush(out_);
@@ -67,6 +73,7 @@ class Progress {
   }
 
   void finish() {
+    if (out_ == nullptr) return;
     if (drawn_) fmt::print(out_, "\n");
     std::fflush(out_);
     drawn_ = false;

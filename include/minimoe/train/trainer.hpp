@@ -15,15 +15,28 @@
 // depends on (weights, moments, the data Rng, the model's random streams, the running mean) is
 // in the checkpoint, so a resumed run takes exactly the steps the uninterrupted one would have
 // with the same thread count.
+//
+// Data parallelism: given a ProcessGroup of R ranks (distributed/mpi.hpp), every rank draws the
+// same global batch and trains on its R-th of it (batch_size must divide by R); the routers
+// count experts over the global batch, the losses reported are the global batch's, and the
+// gradients are averaged in buckets overlapped with the backward of the last micro-batch
+// (distributed/gradient_reducer.hpp). Rank 0's weights are broadcast at the start; every rank
+// then takes the same clipped AdamW step, so the replicas stay identical (checked with a
+// checksum at every save). Evaluation splits the validation batches over the ranks. Only rank
+// 0 writes checkpoints, and a checkpoint is the same file one process would write, so runs
+// move freely between one process and many (docs/distributed.md).
 #pragma once
 
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "minimoe/data/dataset.hpp"
+#include "minimoe/distributed/data_parallel.hpp"
+#include "minimoe/distributed/gradient_reducer.hpp"
 #include "minimoe/optim/clip.hpp"
 #include "minimoe/train/checkpoint.hpp"
 
@@ -68,10 +81,11 @@ struct EvalReport {
 };
 
 // Validation loss per domain, over at most max_batches batches of each domain's validation
-// split, in evaluation mode (the model is left in it).
+// split, in evaluation mode (the model is left in it). With a group, rank r evaluates the
+// batches i with i % R == r and the sums are added up: every rank gets the whole report.
 template <typename T>
 EvalReport evaluate_model(GPT<T>& model, const Dataset& data, int64_t batch, int64_t context,
-                          int64_t max_batches) {
+                          int64_t max_batches, ProcessGroup* group = nullptr) {
   NoGradGuard no_grad;
   set_training(model, false);
   EvalReport report;
@@ -81,14 +95,22 @@ EvalReport evaluate_model(GPT<T>& model, const Dataset& data, int64_t batch, int
     DomainEval e;
     e.name = data.domain(d).name;
     double domain_sum = 0;
+    int64_t index = 0;
     data.for_each_eval_batch(
         d, batch, context,
         [&](const Batch& b) {
+          if (group != nullptr && index++ % group->size() != group->rank()) return;
           const int64_t n = b.targets.numel();
           domain_sum += double(cross_entropy(model(b.ids), b.targets).item()) * double(n);
           e.tokens += n;
         },
         max_batches);
+    if (group != nullptr) {
+      double sums[2] = {domain_sum, double(e.tokens)};
+      group->all_reduce_sum(sums, 2, "the sum of the validation losses");
+      domain_sum = sums[0];
+      e.tokens = static_cast<int64_t>(sums[1]);
+    }
     e.loss = e.tokens > 0 ? domain_sum / double(e.tokens) : NAN;
     sum += domain_sum;
     count += e.tokens;
@@ -101,12 +123,15 @@ EvalReport evaluate_model(GPT<T>& model, const Dataset& data, int64_t batch, int
 template <typename T>
 class Trainer {
  public:
-  Trainer(GPT<T>& model, const Dataset& data, const TrainOptions& options)
+  // group: the data-parallel ranks, or nullptr (or a group of one) for a single process.
+  Trainer(GPT<T>& model, const Dataset& data, const TrainOptions& options,
+          ProcessGroup* group = nullptr)
       : model_(model),
         data_(data),
         options_(options),
         optimizer_(named_parameters(model), options.adamw),
-        params_(parameters(model)) {
+        params_(parameters(model)),
+        group_(group != nullptr && group->size() > 1 ? group : nullptr) {
     options_.validate();
     check<ValueError>(data.vocab_size() <= model.config.vocab_size,
                       "train: the data's vocabulary ({}) exceeds the model's ({})",
@@ -119,16 +144,27 @@ class Trainer {
     for (int64_t d = 0; d < data.num_domains(); ++d)
       state_.domain_tokens[data.domain(d).name] =
           data.tokens(d, Split::Train) + data.tokens(d, Split::Validation);
+    if (group_ != nullptr) {
+      check<ValueError>(options_.batch_size % group_->size() == 0,
+                        "train: a batch of {} sequences does not split evenly over {} ranks; "
+                        "pass a --batch-size divisible by the number of ranks",
+                        options_.batch_size, group_->size());
+      broadcast_module(model_, *group_);
+      reducer_ = std::make_unique<GradientReducer<T>>(params_, *group_);
+    }
   }
 
   // Continues a checkpoint's run; c.model must be the model passed here (c.model itself).
-  Trainer(Checkpoint<T>& c, const Dataset& data) : Trainer(c.model, data, c.options) {
+  Trainer(Checkpoint<T>& c, const Dataset& data, ProcessGroup* group = nullptr)
+      : Trainer(c.model, data, c.options, group) {
     check<ValueError>(c.state.domain_tokens == state_.domain_tokens,
                       "train: the data differs from the checkpoint's (tokens per domain: {} now, "
                       "{} then)",
                       describe(state_.domain_tokens), describe(c.state.domain_tokens));
     state_ = c.state;
     restore_optimizer(optimizer_, c);
+    if (group_ != nullptr)
+      check_replicas(replica_hash(), *group_, "the weights and training state");
   }
 
   int64_t context() const {
@@ -141,6 +177,11 @@ class Trainer {
   int64_t total_steps() const { return state_.total_steps; }
   bool done() const { return state_.total_steps > 0 && state_.step >= state_.total_steps; }
   int64_t tokens_per_step() const { return options_.batch_size * context() * options_.grad_accum; }
+  // The data-parallel group, or nullptr when training in one process.
+  ProcessGroup* group() const { return group_; }
+  bool is_root() const { return group_ == nullptr || group_->is_root(); }
+  // Bytes of gradients (and their flags) each rank all-reduces per step; 0 in one process.
+  int64_t gradient_bytes_per_step() const { return reducer_ ? reducer_->bytes_per_step() : 0; }
 
   // With a time budget: fixes the number of steps from the speed of the steps so far, keeping
   // `reserve` of the remaining time for evaluations and checkpoints.
@@ -149,6 +190,10 @@ class Trainer {
     const auto more = static_cast<int64_t>(std::max(0.0, left * (1.0 - reserve)) /
                                            std::max(seconds_per_step, 1e-9));
     state_.total_steps = std::max<int64_t>(state_.step + more, state_.step + 1);
+    // The ranks timed themselves: all take rank 0's plan.
+    if (group_ != nullptr)
+      group_->broadcast(&state_.total_steps, sizeof(state_.total_steps), 0,
+                        "the broadcast of the planned steps");
   }
 
   StepReport step() {
@@ -159,24 +204,40 @@ class Trainer {
     set_training(model_, true);
     const int64_t accum = options_.grad_accum;
     bool finite = true;
+    std::unique_ptr<GlobalRouterCounts<T>> global_counts;
+    if (group_ != nullptr) global_counts = std::make_unique<GlobalRouterCounts<T>>(model_, *group_);
     for (int64_t micro = 0; micro < accum; ++micro) {
       Batch b;
       {
         ProfileRegion region("data");
         b = data_.sample_batch(Split::Train, options_.batch_size, context(), state_.data_rng);
+        if (group_ != nullptr) b = shard_batch(b, group_->rank(), group_->size());
       }
       GPTLoss<T> l = model_.loss(b.ids, b.targets);
-      const double ce = l.cross_entropy.item();
-      r.loss += ce / double(accum);
-      r.aux_loss += double(l.aux_loss.item()) / double(accum);
-      r.z_loss += double(l.z_loss.item()) / double(accum);
+      // The global batch's losses: the mean of the ranks' (each holds an equal share). A loss
+      // that is not finite on one rank is not finite in the sum, so all ranks agree to skip.
+      double losses[4] = {l.cross_entropy.item(), l.aux_loss.item(), l.z_loss.item(),
+                          l.total.item()};
+      if (group_ != nullptr) {
+        group_->all_reduce_sum(losses, 4, "the sum of the losses");
+        for (double& v : losses) v /= double(group_->size());
+      }
+      r.loss += losses[0] / double(accum);
+      r.aux_loss += losses[1] / double(accum);
+      r.z_loss += losses[2] / double(accum);
       add_load(r.load);
-      if (!std::isfinite(double(l.total.item()))) {
+      if (!std::isfinite(losses[3])) {
         finite = false;
         continue;  // the batch is drawn anyway: the data order does not depend on bad steps
       }
+      // The last micro-batch's backward averages the accumulated gradients as they are ready;
+      // a step already known to be skipped needs no average.
+      const bool reduce = reducer_ && finite && micro == accum - 1;
+      if (reduce) reducer_->arm();
       (l.total * T(1.0 / double(accum))).backward();
+      if (reduce) reducer_->finish();
     }
+    if (group_ != nullptr) sum_load(r.load);
     for (LayerLoad& load : r.load) {
       double total = 0;
       for (double f : load.fraction) total += f;
@@ -220,16 +281,43 @@ class Trainer {
 
   // Validation loss per domain over at most eval_batches batches each.
   EvalReport evaluate() {
-    EvalReport report =
-        evaluate_model(model_, data_, options_.batch_size, context(), options_.eval_batches);
+    EvalReport report = evaluate_model(model_, data_, options_.batch_size, context(),
+                                       options_.eval_batches, group_);
     report.step = state_.step;
     set_training(model_, true);
     return report;
   }
 
+  // Every rank calls it; in a group, the replicas are compared first and rank 0 writes.
   void save(const std::string& path, const std::string& tokenizer,
             const std::map<std::string, std::string>& extra = {}) {
-    save_checkpoint(path, model_, optimizer_, state_, options_, tokenizer, extra);
+    if (group_ != nullptr)
+      check_replicas(replica_hash(), *group_, "the weights and training state");
+    if (is_root()) save_checkpoint(path, model_, optimizer_, state_, options_, tokenizer, extra);
+  }
+
+  // A checksum of what must be equal on every rank: weights, buffers, AdamW's moments and
+  // update count, the data order, the model's random streams and the step.
+  uint64_t replica_hash() {
+    uint64_t h = hash_bytes(&state_.step, sizeof(state_.step));
+    auto add_tensor = [&](const Tensor<T>& t) {
+      const Tensor<T> c = t.contiguous();
+      h = hash_bytes(c.data(), size_t(c.numel()) * sizeof(T), h);
+    };
+    for (const auto& [name, t] : named_tensors(model_)) add_tensor(t);
+    for (const auto& slot : optimizer_.slots()) {
+      add_tensor(slot.m);
+      add_tensor(slot.v);
+    }
+    const int64_t updates = optimizer_.steps();
+    h = hash_bytes(&updates, sizeof(updates), h);
+    const Rng::Snapshot data_order = state_.data_rng.snapshot();
+    h = hash_bytes(data_order.words.data(), sizeof(data_order.words), h);
+    for (const auto& [name, rng] : named_rngs(model_)) {
+      const Rng::Snapshot s = rng->snapshot();
+      h = hash_bytes(s.words.data(), sizeof(s.words), h);
+    }
+    return h;
   }
 
   LRSchedule schedule() const {
@@ -245,6 +333,22 @@ class Trainer {
     std::string out;
     for (const auto& [name, n] : m) out += fmt::format("{}{}={}", out.empty() ? "" : " ", name, n);
     return out;
+  }
+
+  // The load statistics of the global batch: the ranks' counts added up.
+  void sum_load(std::vector<LayerLoad>& loads) const {
+    std::vector<double> flat;
+    for (const LayerLoad& l : loads) {
+      flat.insert(flat.end(), l.fraction.begin(), l.fraction.end());
+      flat.push_back(double(l.dropped));
+    }
+    group_->all_reduce_sum(flat.data(), static_cast<int64_t>(flat.size()),
+                           "the sum of the expert loads");
+    size_t i = 0;
+    for (LayerLoad& l : loads) {
+      for (double& f : l.fraction) f = flat[i++];
+      l.dropped = static_cast<int64_t>(flat[i++]);
+    }
   }
 
   void add_load(std::vector<LayerLoad>& loads) const {
@@ -267,6 +371,8 @@ class Trainer {
   TrainOptions options_;
   AdamW<T> optimizer_;
   std::vector<Var<T>> params_;
+  ProcessGroup* group_;
+  std::unique_ptr<GradientReducer<T>> reducer_;  // in a group only
   TrainState state_;
   int64_t bad_in_a_row_ = 0;
 };
