@@ -3,7 +3,7 @@
 // The routes and every check of a request live in minimoe/serve/openai_api.hpp; this file
 // binds them to cpp-httplib. SIGTERM and SIGINT stop the server cleanly: a thread waits for
 // them (they are blocked everywhere else, so no handler runs in the middle of the server's
-// work), ends the generation in progress at its next token and stops the listener.
+// work), ends the generations in progress at their next token and stops the listener.
 #include <csignal>
 #include <memory>
 #include <thread>
@@ -21,7 +21,9 @@ struct ServeArgs {
   std::string ckpt, host = "127.0.0.1", name, gpt2_dir = kDefaultGpt2Dir;
   int port = 8080;
   int threads = 0;
+  bool int8 = false;
   size_t max_body_bytes = ApiLimits{}.max_body_bytes;
+  size_t max_batch = ApiLimits{}.max_batch;
 };
 
 void reply(httplib::Response& res, const ApiReply& r) {
@@ -47,11 +49,12 @@ void run_serve(const ServeArgs& a) {
   set_threads(a.threads);
   const SafetensorsFile file = SafetensorsFile::open(a.ckpt);
   const Tokenizer tokenizer = tokenizer_of(file, a.gpt2_dir);
-  GPT<float> model = load_model<float>(file);
+  GPT<float> model = load_inference_model(file, a.int8);
   ApiLimits limits;
   limits.max_body_bytes = a.max_body_bytes;
+  limits.max_batch = a.max_batch;
   OpenAIApi<float> api(model, tokenizer, a.name.empty() ? default_model_name(a.ckpt) : a.name,
-                       limits);
+                       limits, a.threads);
 
   httplib::Server server;
   server.set_payload_max_length(limits.max_body_bytes);
@@ -68,8 +71,7 @@ void run_serve(const ServeArgs& a) {
   auto get = [&api](const httplib::Request& req, httplib::Response& res) {
     reply(res, api.handle(req.method, req.path, req.body));
   };
-  auto post = [&api, threads = a.threads](const httplib::Request& req, httplib::Response& res) {
-    set_threads(threads);  // OpenMP settings are per thread; this one is httplib's
+  auto post = [&api](const httplib::Request& req, httplib::Response& res) {
     CompletionRequest request;
     if (const std::optional<ApiReply> bad = api.accept(req.path, req.body, request)) {
       reply(res, *bad);
@@ -125,8 +127,13 @@ void add_serve_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 65535));
   cmd->add_option("--name", a->name, "model id clients ask for (default: minimoe-<file name>)");
-  cmd->add_option("--threads", a->threads, "threads per request (default: all cores)")
+  cmd->add_option("--threads", a->threads, "threads of the decoding (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-batch", a->max_batch,
+                  "requests decoded together (continuous batching); more wait in order")
+      ->capture_default_str()
+      ->check(CLI::Range(size_t{1}, size_t{256}));
+  add_int8_flag(cmd, a->int8);
   cmd->add_option("--max-body", a->max_body_bytes, "largest request body in bytes (larger: 413)")
       ->capture_default_str()
       ->check(CLI::Range(size_t{1}, size_t{1} << 30));

@@ -292,3 +292,35 @@ TEST_CASE("packed forwards check their runs") {
   CHECK_THROWS_WITH_AS(model.hidden_packed(ids, {3}, {&a}),
                        doctest::Contains("exceed the context length 24"), ValueError);
 }
+
+TEST_CASE("sequences that join a running batch get what they get alone") {
+  GPT<float> model(config("tinymoe"), 8);
+  GenerateOptions o;
+  o.max_tokens = 10;
+  o.seed = 1;
+  const std::vector<std::vector<int32_t>> prompts{{1, 2, 3}, {4}, {5, 6}};
+  std::vector<Generation> out(prompts.size());
+  BatchDecoder<float> batch(model);
+  std::vector<size_t> sizes;
+  int first_tokens = 0;
+  // The second sequence joins after the first one's 4th token, from inside its callback; the
+  // third from outside, between steps.
+  batch.add(
+      {prompts[0], o},
+      [&](int32_t) {
+        if (++first_tokens == 4)
+          batch.add({prompts[1], o}, nullptr, [&](const Generation& g) { out[1] = g; });
+        return true;
+      },
+      [&](const Generation& g) { out[0] = g; });
+  for (int step = 0; !batch.idle(); ++step) {
+    if (step == 6) batch.add({prompts[2], o}, nullptr, [&](const Generation& g) { out[2] = g; });
+    sizes.push_back(batch.size());
+    batch.step();
+  }
+  for (size_t s = 0; s < prompts.size(); ++s) {
+    CAPTURE(s);
+    CHECK(out[s].ids == generate(model, prompts[s], o).ids);
+  }
+  CHECK(*std::max_element(sizes.begin(), sizes.end()) == 3);
+}

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <thread>
 
 #include <minimoe/models/presets.hpp>
@@ -198,23 +199,82 @@ TEST_CASE("bad requests get 400 or 413 with an OpenAI error object") {
   CHECK(f.error(c, "{\"prompt\": \"\xFF\"}", 400)["code"] == "invalid_json");
 }
 
-TEST_CASE("concurrent requests are each answered, one at a time") {
+TEST_CASE("concurrent requests are decoded together, each getting its own answer") {
   Fixture f;
-  const std::string body = R"({"prompt": "Hi", "max_tokens": 6, "seed": 4})";
-  const std::string expected = f.api.handle("POST", "/v1/completions", body).body;
-  std::vector<std::string> replies(4);
-  std::vector<std::thread> clients;
-  for (size_t i = 0; i < replies.size(); ++i)
-    clients.emplace_back(
-        [&, i] { replies[i] = f.api.handle("POST", "/v1/completions", body).body; });
-  for (std::thread& t : clients) t.join();
-  const std::string expected_text = json::parse(expected)["choices"][0]["text"];
-  std::vector<std::string> ids;
-  for (const std::string& r : replies) {
-    const json j = json::parse(r);
-    CHECK(j["choices"][0]["text"] == expected_text);
-    ids.push_back(j["id"]);
+  ApiLimits limits;
+  limits.max_batch = 4;
+  OpenAIApi<float> api(f.model, f.bytes, "test-model", limits);
+  std::vector<std::string> bodies, expected;
+  for (int i = 0; i < 6; ++i) {
+    bodies.push_back(json{
+        {"prompt", std::string(static_cast<size_t>(i + 1), 'a' + i)},
+        {"max_tokens", 30},
+        {"seed", i},
+        {"stream",
+         i % 2 == 1}}.dump());
+    expected.push_back(json::parse(
+        api.handle("POST", "/v1/completions", bodies.back()).body)["choices"][0]["text"]);
   }
+  CHECK(api.largest_batch() == 1);  // one after another so far
+  std::vector<std::string> texts(bodies.size()), ids(bodies.size());
+  std::atomic<int> waiting{static_cast<int>(bodies.size())};
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < bodies.size(); ++i)
+    clients.emplace_back([&, i] {
+      CompletionRequest request;
+      REQUIRE_FALSE(api.accept("/v1/completions", bodies[i], request));
+      --waiting;
+      while (waiting > 0) std::this_thread::yield();  // all at once
+      if (!request.stream) {
+        const json j = json::parse(api.complete(request).body);
+        texts[i] = j["choices"][0]["text"];
+        ids[i] = j["id"];
+        return;
+      }
+      api.stream(request, [&](const std::string& event) {
+        if (event.rfind("data: {", 0) != 0) return true;
+        const json j = json::parse(event.substr(6));
+        texts[i] += j["choices"][0]["text"].get<std::string>();
+        ids[i] = j["id"];
+        return true;
+      });
+    });
+  for (std::thread& t : clients) t.join();
+  CHECK(texts == expected);  // what each request gets alone
+  CHECK(api.largest_batch() >= 2);
+  CHECK(api.largest_batch() <= 4);
   std::sort(ids.begin(), ids.end());
   CHECK(std::unique(ids.begin(), ids.end()) == ids.end());  // every request got its own id
+}
+
+TEST_CASE("after stop() requests get 503 and running ones end") {
+  Fixture f;
+  f.api.stop();
+  const ApiReply r = f.api.handle("POST", "/v1/completions", R"({"prompt": "Hi"})");
+  CHECK(r.status == 503);
+  CHECK(r.body.find("shutting down") != std::string::npos);
+}
+
+TEST_CASE("the decode scheduler: bad requests fail alone, stop ends and refuses") {
+  Fixture f;
+  DecodeScheduler<float> scheduler(f.model, {2, 0});
+  GenerateOptions o;
+  o.max_tokens = 5;
+  std::future<Generation> bad = scheduler.submit({{}, o});  // an empty prompt
+  CHECK_THROWS_WITH_AS(bad.get(), doctest::Contains("the prompt is empty"), ValueError);
+  CHECK(scheduler.submit({{1, 2}, o}).get().ids.size() == 5);
+  o.max_tokens = 0;
+  CHECK(scheduler.submit({{1}, o}).get().ids.empty());
+
+  // A sequence that would run for long, stopped from its own token callback.
+  o.max_tokens = 40;
+  std::atomic<int> tokens{0};
+  std::future<Generation> running = scheduler.submit({{1}, o}, [&](int32_t) {
+    if (++tokens == 3) scheduler.stop();
+    return true;
+  });
+  const Generation g = running.get();
+  CHECK(g.reason == StopReason::Callback);
+  CHECK(g.ids.size() == 4);  // the stop is seen at the next token, which ends the output
+  CHECK_THROWS_AS(scheduler.submit({{1}, o}), ShutdownError);
 }

@@ -16,7 +16,8 @@
 //
 //   std::vector<Generation> out = generate_batch(model, {{prompt_a, o}, {prompt_b, o2}});
 //
-// decodes several sequences of different lengths together (see generate_batch).
+// decodes several sequences of different lengths together, and BatchDecoder lets sequences
+// join and leave a running batch (continuous batching, as the server does).
 #pragma once
 
 #include <cstdint>
@@ -132,59 +133,110 @@ class SequenceDecoder {
 
 }  // namespace detail
 
-// Decodes several sequences at once (continuous batching over a fixed set): the prompts go
-// through the model in one packed forward, then each step feeds every unfinished sequence its
-// latest token in one more (GPT::hidden_packed), so the weights are read once per step for
-// the whole batch. Each sequence ends on its own; results come back in request order, and
-// each is what generate() gives for that request alone. on_token(sequence, id) streams; false
-// ends that sequence.
+// Continuous batching: sequences join and leave while the others decode. Each step() is one
+// forward through GPT::hidden_packed: the prompts of the sequences added since the last step
+// (prefill) and the latest token of every running one, so the weights are read once per step
+// for the whole batch. A sequence's tokens go to its on_token as they are sampled (false ends
+// it), and its result to on_done when it ends. Every sequence gets the tokens generate()
+// gives it alone (the packed forward computes each row as the unbatched one does, to float
+// rounding).
+//
+//   BatchDecoder<float> batch(model);
+//   batch.add({prompt, o}, on_token, on_done);   // any time, also from on_token or on_done
+//   while (!batch.idle()) batch.step();
 template <typename T>
-std::vector<Generation> generate_batch(
-    GPT<T>& model, const std::vector<GenerateRequest>& requests,
-    const std::function<bool(size_t sequence, int32_t id)>& on_token = nullptr) {
-  std::vector<detail::SequenceDecoder> decoders;
-  for (const GenerateRequest& r : requests) decoders.emplace_back(model.config, r);
+class BatchDecoder {
+ public:
+  using TokenCallback = std::function<bool(int32_t)>;
+  using DoneCallback = std::function<void(const Generation&)>;
 
-  NoGradGuard no_grad;
-  set_training(model, false);
-  std::vector<std::vector<KVCache<T>>> caches(requests.size());
-  for (size_t s = 0; s < requests.size(); ++s)
-    if (!decoders[s].done()) caches[s] = model.make_caches(1);
+  explicit BatchDecoder(GPT<T>& model) : model_(model) {}
 
-  std::vector<std::vector<int32_t>> pending(requests.size());  // what each feeds next
-  for (size_t s = 0; s < requests.size(); ++s) pending[s] = requests[s].prompt;
-  for (;;) {
-    std::vector<size_t> active;
+  // Checks the request (a bad one throws here, not at a step) and queues it for the next step.
+  void add(const GenerateRequest& r, TokenCallback on_token = nullptr,
+           DoneCallback on_done = nullptr) {
+    Sequence s{detail::SequenceDecoder(model_.config, r),
+               r.prompt,
+               {},
+               std::move(on_token),
+               std::move(on_done)};
+    if (s.decoder.done()) {  // max_tokens 0: nothing to compute
+      if (s.on_done) s.on_done(s.decoder.result());
+      return;
+    }
+    s.caches = model_.make_caches(1);
+    sequences_.push_back(std::move(s));
+  }
+
+  bool idle() const { return sequences_.empty(); }
+  size_t size() const { return sequences_.size(); }  // sequences running or queued
+  void clear() { sequences_.clear(); }               // drops every sequence, calling nothing
+
+  // One forward for every sequence, then one token each; the ended ones leave the batch.
+  void step() {
+    if (sequences_.empty()) return;
+    NoGradGuard no_grad;
+    set_training(model_, false);
     std::vector<int64_t> lengths;
-    std::vector<std::vector<KVCache<T>>*> active_caches;
+    std::vector<std::vector<KVCache<T>>*> caches;
     std::vector<int32_t> ids, last_rows;
-    for (size_t s = 0; s < decoders.size(); ++s) {
-      if (decoders[s].done()) continue;
-      active.push_back(s);
-      lengths.push_back(static_cast<int64_t>(pending[s].size()));
-      active_caches.push_back(&caches[s]);
-      ids.insert(ids.end(), pending[s].begin(), pending[s].end());
+    for (Sequence& s : sequences_) {
+      lengths.push_back(static_cast<int64_t>(s.pending.size()));
+      caches.push_back(&s.caches);
+      ids.insert(ids.end(), s.pending.begin(), s.pending.end());
       last_rows.push_back(static_cast<int32_t>(ids.size() - 1));
     }
-    if (active.empty()) break;
     Tensor<int32_t> input({1, static_cast<int64_t>(ids.size())});
     std::copy(ids.begin(), ids.end(), input.data());
     Tensor<int32_t> rows({static_cast<int64_t>(last_rows.size())});
     std::copy(last_rows.begin(), last_rows.end(), rows.data());
-    const Var<T> hidden = model.hidden_packed(input, lengths, active_caches);
-    const Tensor<T> logits = model.head(index_select(hidden, 1, rows)).value().contiguous();
-    const int64_t V = model.config.vocab_size;
-    for (size_t a = 0; a < active.size(); ++a) {
-      const size_t s = active[a];
-      const auto stream = [&](int32_t id) { return !on_token || on_token(s, id); };
-      if (decoders[s].accept(logits.data() + static_cast<int64_t>(a) * V, stream))
-        pending[s] = {decoders[s].last_token()};
-      else
-        caches[s].clear();  // a finished sequence gives its memory back at once
+    const Var<T> hidden = model_.hidden_packed(input, lengths, caches);
+    const Tensor<T> logits = model_.head(index_select(hidden, 1, rows)).value().contiguous();
+
+    // Callbacks may add sequences: those join the next step, after the ones here.
+    std::vector<Sequence> stepped = std::move(sequences_);
+    sequences_.clear();
+    std::vector<Sequence> running;
+    const int64_t V = model_.config.vocab_size;
+    for (size_t i = 0; i < stepped.size(); ++i) {
+      Sequence& s = stepped[i];
+      if (s.decoder.accept(logits.data() + static_cast<int64_t>(i) * V, s.on_token)) {
+        s.pending = {s.decoder.last_token()};
+        running.push_back(std::move(s));
+      } else if (s.on_done) {
+        s.on_done(s.decoder.result());
+      }
     }
+    for (Sequence& s : sequences_) running.push_back(std::move(s));
+    sequences_ = std::move(running);
   }
-  std::vector<Generation> out;
-  for (const detail::SequenceDecoder& d : decoders) out.push_back(d.result());
+
+ private:
+  struct Sequence {
+    detail::SequenceDecoder decoder;
+    std::vector<int32_t> pending;    // fed at the next step: the prompt, then the latest token
+    std::vector<KVCache<T>> caches;  // one per block
+    TokenCallback on_token;
+    DoneCallback on_done;
+  };
+
+  GPT<T>& model_;
+  std::vector<Sequence> sequences_;
+};
+
+// Decodes a fixed set of requests together (BatchDecoder); results in request order.
+// on_token(sequence, id) streams; false ends that sequence.
+template <typename T>
+std::vector<Generation> generate_batch(
+    GPT<T>& model, const std::vector<GenerateRequest>& requests,
+    const std::function<bool(size_t sequence, int32_t id)>& on_token = nullptr) {
+  BatchDecoder<T> batch(model);
+  std::vector<Generation> out(requests.size());
+  for (size_t s = 0; s < requests.size(); ++s) {
+    auto stream = [&on_token, s](int32_t id) { return !on_token || on_token(s, id); };
+    batch.add(requests[s], stream, [&out, s](const Generation& g) { out[s] = g; });
+  }
+  while (!batch.idle()) batch.step();
   return out;
 }
 

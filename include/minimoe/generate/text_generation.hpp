@@ -66,49 +66,81 @@ inline size_t stop_prefix_suffix(std::string_view text, const std::vector<std::s
 
 }  // namespace detail
 
+// The request generate_text makes of a prompt: its ids (an empty prompt becomes the
+// end-of-text token, the start of a document) and the options with the tokenizer's stop id
+// and vocabulary.
+inline GenerateRequest text_request(const Tokenizer& tokenizer, std::string_view prompt,
+                                    const TextGenerateOptions& o) {
+  for (const std::string& s : o.stop)
+    check<ValueError>(!s.empty(), "generate: a stop string is empty");
+  GenerateRequest r{tokenizer.encode(prompt), o.generation};
+  if (r.prompt.empty()) r.prompt.push_back(tokenizer.eot_id());
+  r.options.stop_id = tokenizer.eot_id();
+  r.options.allowed_vocab = tokenizer.vocab_size();
+  return r;
+}
+
+// The text side of one generation: decodes each token as it comes and passes on the text that
+// is final, holding back incomplete characters and what could start a stop string.
+class TextStream {
+ public:
+  TextStream(const Tokenizer& tokenizer, std::vector<std::string> stop,
+             std::function<bool(std::string_view)> on_text = nullptr)
+      : tokenizer_(tokenizer), stop_(std::move(stop)), on_text_(std::move(on_text)) {}
+
+  // The token callback: false once a stop string appeared or on_text asked to stop.
+  bool on_token(int32_t id) {
+    pending_ += tokenizer_.decode({id});
+    size_t first = std::string::npos;
+    for (const std::string& s : stop_) first = std::min(first, pending_.find(s));
+    if (first != std::string::npos) {
+      pending_.resize(first);
+      emit(pending_.size());
+      stopped_by_string_ = true;
+      return false;
+    }
+    const size_t whole = detail::complete_utf8_prefix(pending_);
+    const size_t held =
+        detail::stop_prefix_suffix(std::string_view(pending_).substr(0, whole), stop_);
+    emit(whole - held);
+    return !stopped_by_caller_;
+  }
+
+  // After the last token: flushes what was held back and gives the whole result.
+  TextGeneration finish(const Generation& g, int64_t prompt_tokens) {
+    if (!stopped_by_string_) emit(pending_.size());
+    out_.prompt_tokens = prompt_tokens;
+    out_.ids = g.ids;
+    out_.finish = stopped_by_string_ || g.reason == StopReason::EndOfText ? "stop" : "length";
+    return out_;
+  }
+
+ private:
+  void emit(size_t n) {
+    if (n == 0) return;
+    const std::string_view piece(pending_.data(), n);
+    out_.text.append(piece);
+    if (on_text_ && !on_text_(piece)) stopped_by_caller_ = true;
+    pending_.erase(0, n);
+  }
+
+  const Tokenizer& tokenizer_;
+  std::vector<std::string> stop_;
+  std::function<bool(std::string_view)> on_text_;
+  std::string pending_;  // decoded, not yet passed on
+  TextGeneration out_;
+  bool stopped_by_string_ = false, stopped_by_caller_ = false;
+};
+
 template <typename T>
 TextGeneration generate_text(GPT<T>& model, const Tokenizer& tokenizer, std::string_view prompt,
                              const TextGenerateOptions& o,
                              const std::function<bool(std::string_view)>& on_text = nullptr) {
-  for (const std::string& s : o.stop)
-    check<ValueError>(!s.empty(), "generate: a stop string is empty");
-  std::vector<int32_t> ids = tokenizer.encode(prompt);
-  if (ids.empty()) ids.push_back(tokenizer.eot_id());  // the start of a document
-  GenerateOptions g = o.generation;
-  g.stop_id = tokenizer.eot_id();
-  g.allowed_vocab = tokenizer.vocab_size();
-
-  TextGeneration out;
-  out.prompt_tokens = static_cast<int64_t>(ids.size());
-  std::string pending;  // decoded, not yet streamed
-  bool stopped_by_string = false, stopped_by_caller = false;
-  auto emit = [&](size_t n) {
-    if (n == 0) return;
-    const std::string_view piece(pending.data(), n);
-    out.text.append(piece);
-    if (on_text && !on_text(piece)) stopped_by_caller = true;
-    pending.erase(0, n);
-  };
-  const Generation gen = generate(model, ids, g, [&](int32_t id) {
-    pending += tokenizer.decode({id});
-    size_t first = std::string::npos;
-    for (const std::string& s : o.stop) first = std::min(first, pending.find(s));
-    if (first != std::string::npos) {
-      pending.resize(first);
-      emit(pending.size());
-      stopped_by_string = true;
-      return false;
-    }
-    const size_t whole = detail::complete_utf8_prefix(pending);
-    const size_t held =
-        detail::stop_prefix_suffix(std::string_view(pending).substr(0, whole), o.stop);
-    emit(whole - held);
-    return !stopped_by_caller;
-  });
-  if (!stopped_by_string) emit(pending.size());  // the end: flush what was held back
-  out.ids = gen.ids;
-  out.finish = stopped_by_string || gen.reason == StopReason::EndOfText ? "stop" : "length";
-  return out;
+  const GenerateRequest r = text_request(tokenizer, prompt, o);
+  TextStream stream(tokenizer, o.stop, on_text);
+  const Generation g =
+      generate(model, r.prompt, r.options, [&](int32_t id) { return stream.on_token(id); });
+  return stream.finish(g, static_cast<int64_t>(r.prompt.size()));
 }
 
 }  // namespace minimoe

@@ -7,9 +7,9 @@
 // The HTTP front end (cli/serve.cpp) only moves bytes; everything a request can get wrong is
 // checked here, where tests and the fuzzer call it directly. Bad requests get the status and
 // the error object OpenAI's API returns ({"error": {"message", "type", "param", "code"}}),
-// never an exception. One model serves one request at a time, in arrival order (a FIFO
-// ticket lock): decoding already uses every core, so running requests side by side would only
-// share them.
+// never an exception. Requests are decoded together (continuous batching, up to
+// ApiLimits::max_batch at a time, serve/decode_scheduler.hpp): a decoding step is bound by
+// reading the weights, which one step reads once for the whole batch.
 #pragma once
 
 #include <atomic>
@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -32,6 +33,7 @@
 
 #include "minimoe/generate/chat.hpp"
 #include "minimoe/generate/text_generation.hpp"
+#include "minimoe/serve/decode_scheduler.hpp"
 
 namespace minimoe {
 
@@ -44,6 +46,7 @@ struct ApiLimits {
   size_t max_body_bytes = 1 << 20;
   size_t max_stop_strings = 4;  // as OpenAI's API
   size_t max_stop_bytes = 256;
+  size_t max_batch = 8;  // requests decoded together; more wait in arrival order
 };
 
 // A request that failed validation: the HTTP status and OpenAI's error fields.
@@ -76,26 +79,6 @@ struct CompletionRequest {
 };
 
 namespace detail {
-
-// Orders waiters by arrival, which std::mutex does not promise.
-class TicketLock {
- public:
-  void lock() {
-    std::unique_lock<std::mutex> guard(mutex_);
-    const uint64_t ticket = next_++;
-    turn_.wait(guard, [&] { return serving_ == ticket; });
-  }
-  void unlock() {
-    std::lock_guard<std::mutex> guard(mutex_);
-    ++serving_;
-    turn_.notify_all();
-  }
-
- private:
-  std::mutex mutex_;
-  std::condition_variable turn_;
-  uint64_t next_ = 0, serving_ = 0;
-};
 
 inline const nlohmann::json* field(const nlohmann::json& object, const char* name) {
   const auto it = object.find(name);
@@ -279,20 +262,24 @@ class OpenAIApi {
   // Called with each server-sent event ("data: ...\n\n"); returns false when the client left.
   using ChunkWriter = std::function<bool(const std::string&)>;
 
+  // threads: OpenMP threads of the decoding thread (0 = OpenMP's default).
   OpenAIApi(GPT<T>& model, const Tokenizer& tokenizer, std::string model_name,
-            ApiLimits limits = {})
+            ApiLimits limits = {}, int threads = 0)
       : model_(model),
         tokenizer_(tokenizer),
         name_(std::move(model_name)),
         limits_(limits),
         created_(std::chrono::duration_cast<std::chrono::seconds>(
                      std::chrono::system_clock::now().time_since_epoch())
-                     .count()) {}
+                     .count()),
+        scheduler_(model, {limits.max_batch, threads}) {}
 
   const std::string& model_name() const { return name_; }
   const ApiLimits& limits() const { return limits_; }
-  // Ends generations in progress at their next token (on shutdown).
-  void stop() { stopping_ = true; }
+  // Ends generations in progress at their next token and refuses new ones (on shutdown).
+  void stop() { scheduler_.stop(); }
+  // The most requests decoded together so far.
+  size_t largest_batch() const { return scheduler_.largest_batch(); }
 
   // GET /health, GET /v1/models, and the completion routes answered as a whole (a request
   // asking for "stream" is answered without streaming here).
@@ -428,11 +415,21 @@ class OpenAIApi {
     return o;
   }
 
-  // Generates the reply; with a writer, streams it and returns nothing useful.
+  // What the decoding thread hands to a streaming request's own thread: text as it is final.
+  struct Outbox {
+    std::mutex mutex;
+    std::condition_variable ready;
+    std::vector<std::string> pieces;
+    bool ended = false;
+    std::atomic<bool> client_gone{false};
+  };
+
+  // Generates the reply on the scheduler's thread; with a writer, streams it from this thread
+  // and returns nothing useful.
   nlohmann::json run(const CompletionRequest& r, const ChunkWriter* write) {
     const Prepared p = prepare(r);
     const TextGenerateOptions o = options(r, p.max_tokens);
-    std::lock_guard<detail::TicketLock> turn(turn_);
+    const GenerateRequest request = text_request(tokenizer_, p.prompt, o);
     const uint64_t serial = ++requests_;
     const std::string id = fmt::format("{}-{}", r.chat ? "chatcmpl" : "cmpl", serial);
     const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
@@ -448,32 +445,78 @@ class OpenAIApi {
                                 {"choices", {choice}}};
       return "data: " + c.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n\n";
     };
-    bool client_gone = false;
-    if (write && r.chat)
-      client_gone = !(*write)(chunk({{"index", 0},
-                                     {"delta", {{"role", "assistant"}, {"content", ""}}},
-                                     {"finish_reason", nullptr}}));
+    auto box = std::make_shared<Outbox>();
+    if (write && r.chat &&
+        !(*write)(chunk({{"index", 0},
+                         {"delta", {{"role", "assistant"}, {"content", ""}}},
+                         {"finish_reason", nullptr}})))
+      box->client_gone = true;
+    // Runs on the scheduler's thread while decoding, then here for the held-back tail.
+    auto on_text = [box, streaming = write != nullptr](std::string_view piece) {
+      if (streaming) {
+        std::lock_guard<std::mutex> lock(box->mutex);
+        box->pieces.emplace_back(piece);
+      }
+      box->ready.notify_one();
+      return !box->client_gone;
+    };
+    // Shared with the decoding thread, which may outlive this call if it throws.
+    auto text = std::make_shared<TextStream>(tokenizer_, o.stop, on_text);
+    auto on_end = [box] {
+      {
+        std::lock_guard<std::mutex> lock(box->mutex);
+        box->ended = true;
+      }
+      box->ready.notify_one();
+    };
+    std::future<Generation> generation;
+    try {
+      generation = scheduler_.submit(
+          request, [text](int32_t token) { return text->on_token(token); }, on_end);
+    } catch (const ShutdownError& e) {
+      throw ApiError(503, e.what());
+    }
     bool started = false;  // of a chat reply: see reply_piece
-    auto on_text = [&](std::string_view piece) {
-      if (r.chat) piece = reply_piece(piece, started);
-      if (write && !piece.empty()) {
+    auto send = [&](std::vector<std::string>& pieces) {
+      for (const std::string& raw : pieces) {
+        const std::string_view piece = r.chat ? reply_piece(raw, started) : raw;
+        if (piece.empty() || box->client_gone) continue;
         nlohmann::json choice = {{"index", 0}, {"finish_reason", nullptr}};
         if (r.chat)
           choice["delta"] = {{"content", std::string(piece)}};
         else
           choice["text"] = std::string(piece);
-        client_gone = client_gone || !(*write)(chunk(choice));
+        if (!(*write)(chunk(choice))) box->client_gone = true;
       }
-      return !client_gone && !stopping_;
+      pieces.clear();
     };
-    const TextGeneration g = generate_text(model_, tokenizer_, p.prompt, o, on_text);
-    const nlohmann::json usage = {
-        {"prompt_tokens", g.prompt_tokens},
-        {"completion_tokens", static_cast<int64_t>(g.ids.size())},
-        {"total_tokens", g.prompt_tokens + static_cast<int64_t>(g.ids.size())}};
     if (write) {
-      if (!client_gone) {
-        nlohmann::json last = {{"index", 0}, {"finish_reason", g.finish}};
+      for (bool ended = false; !ended;) {
+        std::vector<std::string> pieces;
+        {
+          std::unique_lock<std::mutex> lock(box->mutex);
+          box->ready.wait(lock, [&] { return box->ended || !box->pieces.empty(); });
+          std::swap(pieces, box->pieces);
+          ended = box->ended;
+        }
+        send(pieces);
+      }
+    }
+    Generation g;
+    try {
+      g = generation.get();
+    } catch (const ShutdownError& e) {
+      throw ApiError(503, e.what());
+    }
+    const TextGeneration t = text->finish(g, static_cast<int64_t>(request.prompt.size()));
+    const nlohmann::json usage = {
+        {"prompt_tokens", t.prompt_tokens},
+        {"completion_tokens", static_cast<int64_t>(t.ids.size())},
+        {"total_tokens", t.prompt_tokens + static_cast<int64_t>(t.ids.size())}};
+    if (write) {
+      send(box->pieces);  // the tail finish() flushed (the decoding thread is done)
+      if (!box->client_gone) {
+        nlohmann::json last = {{"index", 0}, {"finish_reason", t.finish}};
         if (r.chat)
           last["delta"] = nlohmann::json::object();
         else
@@ -482,11 +525,11 @@ class OpenAIApi {
       }
       return {};
     }
-    nlohmann::json choice = {{"index", 0}, {"finish_reason", g.finish}};
+    nlohmann::json choice = {{"index", 0}, {"finish_reason", t.finish}};
     if (r.chat)
-      choice["message"] = {{"role", "assistant"}, {"content", trim_blanks(g.text)}};
+      choice["message"] = {{"role", "assistant"}, {"content", trim_blanks(t.text)}};
     else {
-      choice["text"] = g.text;
+      choice["text"] = t.text;
       choice["logprobs"] = nullptr;
     }
     return {{"id", id},       {"object", object},    {"created", created},
@@ -498,9 +541,8 @@ class OpenAIApi {
   std::string name_;
   ApiLimits limits_;
   int64_t created_;
-  detail::TicketLock turn_;
-  uint64_t requests_ = 0;
-  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> requests_{0};
+  DecodeScheduler<T> scheduler_;  // last: its thread stops before the rest goes
 };
 
 }  // namespace minimoe
