@@ -8,9 +8,10 @@ scripts/install_deps.sh
 scripts/fetch_gpt2_vocab.sh  # GPT-2's vocabulary, for the tests/text GPT-2 vectors
 
 jobs=$(nproc)
-# The release build compiles everything; the others build what they check (asan also runs the
-# command-line tests, tsan only the threaded areas its presets name), which keeps CI well under
-# its time limit.
+# The release build compiles and runs everything; the others build what they check, which keeps
+# CI under its time limit: asan every test area and the command line (not the kill/resume test,
+# CMakePresets.json), scalar and tsan the areas with SIMD, OpenMP or threads that their build
+# presets name.
 declare -A preset_flags=(
   [default]=""
   [asan]="-DMINIMOE_BUILD_BENCH=OFF -DMINIMOE_BUILD_EXAMPLES=OFF"
