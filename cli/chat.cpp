@@ -22,6 +22,7 @@ struct ChatArgs {
   double repetition_penalty = 1.0;
   uint64_t seed = 0;
   int threads = 0;
+  bool int8 = false;
 };
 
 constexpr const char* kHelp =
@@ -35,7 +36,7 @@ void run_chat(const ChatArgs& a) {
   a.sampling.validate();
   const SafetensorsFile file = SafetensorsFile::open(a.ckpt);
   const Tokenizer tokenizer = tokenizer_of(file, a.gpt2_dir);
-  GPT<float> model = load_model<float>(file);
+  GPT<float> model = load_inference_model(file, a.int8);
   const int64_t context = model.config.context_length;
   if (a.tokens >= context)
     throw UsageError(
@@ -130,6 +131,7 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "random seed")->capture_default_str();
   cmd->add_option("--threads", a->threads, "threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_int8_flag(cmd, a->int8);
   cmd->add_option("--gpt2-dir", a->gpt2_dir,
                   "GPT-2's encoder.json and vocab.bpe, for models trained with them")
       ->capture_default_str();

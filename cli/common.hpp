@@ -48,6 +48,21 @@ inline Tokenizer tokenizer_of(const SafetensorsFile& file, const std::string& gp
   return tokenizer_from_embedded(it->second, gpt2_dir);
 }
 
+// --int8 of the inference commands: int8 weight-only quantisation at load time
+// (models/quantize.hpp; the file is not changed).
+inline void add_int8_flag(CLI::App* cmd, bool& int8) {
+  cmd->add_flag("--int8", int8,
+                "quantise the attention, expert and LM-head weights to int8 at load: faster "
+                "decoding for a small loss of quality (docs/inference.md)");
+}
+
+// The model of a model file or checkpoint, for inference: quantised to int8 when asked.
+inline GPT<float> load_inference_model(const SafetensorsFile& file, bool int8) {
+  GPT<float> model = load_model<float>(file);
+  if (int8) quantize_int8(model);
+  return model;
+}
+
 void add_train_command(CLI::App& app);
 void add_sample_command(CLI::App& app);
 void add_chat_command(CLI::App& app);

@@ -13,6 +13,7 @@ struct EvalArgs {
   std::vector<std::string> corpus;
   int64_t batch_size = 16, batches = 0;
   int threads = 0;
+  bool int8 = false;
 };
 
 void run_eval(const EvalArgs& a) {
@@ -20,7 +21,7 @@ void run_eval(const EvalArgs& a) {
   set_threads(a.threads);
   const SafetensorsFile file = SafetensorsFile::open(a.ckpt);
   const Tokenizer tokenizer = tokenizer_of(file, a.gpt2_dir);
-  GPT<float> model = load_model<float>(file);
+  GPT<float> model = load_inference_model(file, a.int8);
   std::vector<CorpusFile> files;
   if (a.corpus.empty()) {
     files = find_corpus_files(a.data_dir);
@@ -73,6 +74,7 @@ void add_eval_command(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", a->threads, "threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_int8_flag(cmd, a->int8);
   cmd->add_option("--gpt2-dir", a->gpt2_dir, "GPT-2's vocabulary files")->capture_default_str();
   cmd->callback([a] { run_eval(*a); });
 }

@@ -14,6 +14,7 @@ struct SampleArgs {
   std::vector<std::string> stop;
   uint64_t seed = 0;
   int threads = 0;
+  bool int8 = false;
 };
 
 void run_sample(const SampleArgs& a) {
@@ -21,7 +22,7 @@ void run_sample(const SampleArgs& a) {
   a.sampling.validate();
   const SafetensorsFile file = SafetensorsFile::open(a.ckpt);
   const Tokenizer tokenizer = tokenizer_of(file, a.gpt2_dir);
-  GPT<float> model = load_model<float>(file);
+  GPT<float> model = load_inference_model(file, a.int8);
   const size_t prompt_tokens = std::max<size_t>(tokenizer.encode(a.prompt).size(), 1);
   if (static_cast<int64_t>(prompt_tokens) >= model.config.context_length)
     throw UsageError(fmt::format(
@@ -74,6 +75,7 @@ void add_sample_command(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "random seed")->capture_default_str();
   cmd->add_option("--threads", a->threads, "threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_int8_flag(cmd, a->int8);
   cmd->add_option("--gpt2-dir", a->gpt2_dir,
                   "GPT-2's encoder.json and vocab.bpe, for models trained with them")
       ->capture_default_str();
