@@ -40,12 +40,14 @@ void run_analyze(AnalyzeArgs a) {
     for (const std::string& path : a.corpus)
       files.push_back({fs::path(path).stem().string(), path, 1.0});
   }
-  // Validation text only: the last tenth of each file, which training never saw.
+  // Validation tokens only: the tail of each file that training holds out (the tokenizer
+  // sees the file whole, as in training, and the split is Dataset's).
   std::vector<std::pair<std::string, std::vector<int32_t>>> text;
   for (const CorpusFile& f : files) {
-    const std::string all = read_file(f.path);
-    const size_t begin = all.size() - all.size() / 10;
-    text.emplace_back(f.name, tokenizer.encode(std::string_view(all).substr(begin)));
+    std::vector<int32_t> ids = tokenizer.encode(read_file(f.path));
+    const int64_t n = static_cast<int64_t>(ids.size());
+    ids.erase(ids.begin(), ids.end() - validation_split_tokens(n, kDefaultValFraction));
+    text.emplace_back(f.name, std::move(ids));
   }
   const RoutingAnalysis r = analyze_routing(model, text, a.tokens);
 

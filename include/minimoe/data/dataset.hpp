@@ -37,6 +37,14 @@ namespace minimoe {
 
 enum class Split { Train, Validation };
 
+// The share of every domain that training holds out for validation, unless told otherwise.
+inline constexpr double kDefaultValFraction = 0.1;
+
+// How many of a domain's n tokens its validation split takes: the last ones.
+inline int64_t validation_split_tokens(int64_t n, double val_fraction) {
+  return std::llround(static_cast<double>(n) * val_fraction);
+}
+
 inline const char* split_name(Split split) {
   return split == Split::Train ? "train" : "validation";
 }
@@ -60,7 +68,7 @@ class Dataset {
   // Opens every domain's token file. ValueError for no domains, a repeated name, a weight
   // that is not positive and finite, files with different vocab sizes, an empty file or a
   // split with fewer than 2 tokens (one input and its target); val_fraction in (0, 1).
-  explicit Dataset(const std::vector<Domain>& domains, double val_fraction = 0.1) {
+  explicit Dataset(const std::vector<Domain>& domains, double val_fraction = kDefaultValFraction) {
     check<ValueError>(!domains.empty(), "Dataset: no domains");
     check<ValueError>(val_fraction > 0 && val_fraction < 1,
                       "Dataset: val_fraction {} outside (0, 1)", val_fraction);
@@ -82,7 +90,7 @@ class Dataset {
                           "must share one tokenizer",
                           d.name, source.tokens.vocab_size(), sources_[0].domain.name,
                           vocab_size());
-      source.validation_tokens = std::llround(static_cast<double>(n) * val_fraction);
+      source.validation_tokens = validation_split_tokens(n, val_fraction);
       source.train_tokens = n - source.validation_tokens;
       check<ValueError>(source.train_tokens >= 2 && source.validation_tokens >= 2,
                         "Dataset: domain '{}' has {} tokens, split into {} train and {} "

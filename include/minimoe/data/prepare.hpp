@@ -53,7 +53,7 @@ inline std::vector<CorpusFile> find_corpus_files(const std::string& dir) {
 // The training part of every file (all but the last val_fraction of its bytes), for training a
 // tokenizer without looking at validation text.
 inline std::vector<std::string> training_text(const std::vector<CorpusFile>& files,
-                                              double val_fraction = 0.1) {
+                                              double val_fraction = kDefaultValFraction) {
   std::vector<std::string> texts;
   for (const CorpusFile& f : files) {
     std::string text = read_file(f.path);
