@@ -10,10 +10,13 @@
 // gains: nanoGPT's rule. A parameter without a gradient this step is left untouched.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
 #include <vector>
+
+#include <Eigen/Core>
 
 #include "minimoe/autograd/var.hpp"
 
@@ -61,17 +64,21 @@ class AdamW {
     for (Slot& s : slots_) {
       if (!s.parameter.has_grad()) continue;
       const Tensor<T> g = s.parameter.grad().contiguous();
-      T* p = s.parameter.value().data();
-      T* m = s.m.data();
-      T* v = s.v.data();
-      const T* gp = g.data();
       const T decay = s.decay ? T(1.0 - lr * config_.weight_decay) : T(1);
-      const int64_t n = g.numel();
-#pragma omp parallel for schedule(static) if (n > 32768)
-      for (int64_t i = 0; i < n; ++i) {
-        m[i] = b1 * m[i] + (1 - b1) * gp[i];
-        v[i] = b2 * v[i] + (1 - b2) * gp[i] * gp[i];
-        p[i] = p[i] * decay - step_size * m[i] / (std::sqrt(v[i]) * inv_sqrt_c2 + eps);
+      // Eigen's arrays, because they vectorise the square root, which a plain loop does not
+      // (std::sqrt may set errno); elements are independent, so any split gives the same bits.
+      using Array = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+      using ConstArray = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+      const int64_t n = g.numel(), blocks = (n + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (blocks > 2)
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t begin = b * kBlock, len = std::min(kBlock, n - begin);
+        Array m(s.m.data() + begin, len), v(s.v.data() + begin, len);
+        Array p(s.parameter.value().data() + begin, len);
+        const ConstArray grad(g.data() + begin, len);
+        m = b1 * m + (1 - b1) * grad;
+        v = b2 * v + (1 - b2) * grad.square();
+        p = p * decay - step_size * m / (v.sqrt() * inv_sqrt_c2 + eps);
       }
     }
   }
@@ -87,6 +94,8 @@ class AdamW {
   void set_steps(int64_t steps) { steps_ = steps; }
 
  private:
+  static constexpr int64_t kBlock = 16384;  // elements per task of the update
+
   AdamWConfig config_;
   std::vector<Slot> slots_;
   int64_t steps_ = 0;
