@@ -13,7 +13,7 @@ jobs=$(nproc)
 # CMakePresets.json), scalar and tsan the areas with SIMD, OpenMP or threads that their build
 # presets name.
 declare -A preset_flags=(
-  [default]=""
+  [default]="-DMINIMOE_WITH_MPI=ON"  # and the multi-process training tests (tests/distributed)
   [asan]="-DMINIMOE_BUILD_BENCH=OFF -DMINIMOE_BUILD_EXAMPLES=OFF"
   [scalar]="-DMINIMOE_BUILD_BENCH=OFF -DMINIMOE_BUILD_EXAMPLES=OFF -DMINIMOE_BUILD_CLI=OFF"
   [tsan]="-DMINIMOE_BUILD_BENCH=OFF -DMINIMOE_BUILD_EXAMPLES=OFF -DMINIMOE_BUILD_CLI=OFF"
