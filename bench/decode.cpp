@@ -1,18 +1,22 @@
-// bench/decode: batch-1 generation speed of a preset, next to the memory-bandwidth bound.
+// bench/decode: batch-1 generation speed of a preset, next to the memory-bandwidth bound, with
+// float32 weights and then with int8 ones (models/quantize.hpp), in one run.
 //
 //   decode --preset minimoe --prompt 128 --tokens 64 --threads 2 [--repeat 3] [--json]
 //
 // A randomly initialised model (speed does not depend on the weights) runs a prompt of
 // --prompt random ids through the model once (prefill, filling the KV caches), then decodes
 // --tokens tokens greedily, one position at a time through the caches, as `minimoe sample`
-// does. Medians over --repeat runs.
+// does. Medians over --repeat runs. Then the same model is quantised (`--int8 0` skips that)
+// and measured again.
 //
 // The bound: a decoded token reads every weight it touches once, the "active" weights (the
 // attention, router and norm weights of every layer, its top-k experts, the LM head), so
 // decoding cannot run faster than  bandwidth / active weight bytes  tokens per second. The
 // embedding tables are not counted (one row each) except as the tied LM head, which reads
 // all of them; the KV cache is printed apart. A model whose weights fit in the last-level cache
-// (the `tiny` preset) reads them from there and can beat the DRAM bound.
+// (the `tiny` preset) reads them from there and can beat the DRAM bound. With int8 weights the
+// quantised matrices (attention projections, experts, the LM head) count one byte per weight
+// plus a float scale per row; norms, routers and biases stay float32.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -29,6 +33,7 @@
 #include <minimoe/generate/generate.hpp>
 #include <minimoe/models/gpt.hpp>
 #include <minimoe/models/presets.hpp>
+#include <minimoe/models/quantize.hpp>
 
 #include "bandwidth.hpp"
 
@@ -41,7 +46,7 @@ struct Options {
   int64_t prompt = 128, tokens = 64;
   int threads = 2, repeat = 3;
   int64_t flush_mb = 512;
-  bool json = false;
+  bool json = false, int8 = true;
 };
 
 using Clock = std::chrono::steady_clock;
@@ -68,8 +73,46 @@ int64_t active_weight_bytes(const GPTConfig& c) {
   return params * int64_t(sizeof(float));
 }
 
+// The quantised matrices a decoded token reads, in float32 and as int8 rows with their scales:
+// the attention projections, the top-k routed experts (all of the same size), the shared
+// experts or the dense MLP, and the LM head.
+struct QuantisedBytes {
+  int64_t float32 = 0, int8 = 0;
+};
+
+QuantisedBytes active_quantised_bytes(const GPT<float>& model) {
+  QuantisedBytes b;
+  auto add = [&](const Linear<float>& l, int64_t times) {
+    b.float32 += times * l.weight.numel() * int64_t(sizeof(float));
+    b.int8 += times * l.int8->bytes();
+  };
+  auto add_expert = [&](const Expert<float>& e, int64_t times) {
+    add(e.up, times);
+    if (e.config.glu) add(e.gate, times);
+    add(e.down, times);
+  };
+  for (const Block<float>& block : model.blocks) {
+    for (const Linear<float>* p :
+         {&block.attn.q_proj, &block.attn.k_proj, &block.attn.v_proj, &block.attn.o_proj})
+      add(*p, 1);
+    if (!block.is_moe) {
+      add_expert(block.mlp, 1);
+      continue;
+    }
+    add_expert(block.moe.experts.front(), block.moe.router.config.top_k);
+    for (const Expert<float>& e : block.moe.shared_experts) add_expert(e, 1);
+  }
+  add(model.quantized_head, 1);
+  return b;
+}
+
 struct Result {
   double prefill_seconds = 0, decode_seconds = 0;
+};
+
+// Prefill and decode tokens/s: medians of `repeat` runs after a warm-up one.
+struct Speed {
+  double prefill_tps = 0, decode_tps = 0;
 };
 
 Result run_once(GPT<float>& model, const std::vector<int32_t>& prompt, int64_t tokens) {
@@ -90,6 +133,17 @@ Result run_once(GPT<float>& model, const std::vector<int32_t>& prompt, int64_t t
   return r;
 }
 
+Speed measure(GPT<float>& model, const std::vector<int32_t>& prompt, const Options& o) {
+  run_once(model, prompt, std::min<int64_t>(o.tokens, 8));  // warm-up: allocations, page faults
+  std::vector<double> prefill, decode;
+  for (int i = 0; i < o.repeat; ++i) {
+    const Result r = run_once(model, prompt, o.tokens);
+    prefill.push_back(r.prefill_seconds);
+    decode.push_back(r.decode_seconds);
+  }
+  return {double(o.prompt) / median(prefill), double(o.tokens) / median(decode)};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -104,6 +158,8 @@ int main(int argc, char** argv) {
   app.add_option("--flush-mb", o.flush_mb, "buffer of the bandwidth measurement, MB")
       ->capture_default_str();
   app.add_flag("--json", o.json, "one JSON object per line");
+  app.add_option("--int8", o.int8, "also measure the model with int8 weights (0 = float32 only)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const GPTConfig config = preset(o.preset);
@@ -127,44 +183,58 @@ int main(int argc, char** argv) {
   for (int64_t i = 0; i < o.prompt; ++i)
     prompt.push_back(static_cast<int32_t>(rng.below(uint64_t(config.vocab_size))));
 
-  run_once(model, prompt, std::min<int64_t>(o.tokens, 8));  // warm-up: allocations, page faults
-  std::vector<double> prefill, decode;
-  for (int i = 0; i < o.repeat; ++i) {
-    const Result r = run_once(model, prompt, o.tokens);
-    prefill.push_back(r.prefill_seconds);
-    decode.push_back(r.decode_seconds);
+  struct Row {
+    const char* weights;
+    Speed speed;
+    int64_t weight_bytes;
+    double bound_tps = 0;
+  };
+  std::vector<Row> rows;
+  const int64_t float_bytes = active_weight_bytes(config);
+  rows.push_back({"float32", measure(model, prompt, o), float_bytes});
+  if (o.int8) {
+    quantize_int8(model);
+    const QuantisedBytes q = active_quantised_bytes(model);
+    rows.push_back({"int8", measure(model, prompt, o), float_bytes - q.float32 + q.int8});
   }
-  const double prefill_tps = double(o.prompt) / median(prefill);
-  const double decode_tps = double(o.tokens) / median(decode);
 
   const std::vector<float> buffer = bench::make_buffer(o.flush_mb);
   const double bandwidth = bench::read_bandwidth_gbs(buffer);
-  const int64_t weight_bytes = active_weight_bytes(config);
-  const double bound_tps = bandwidth * 1e9 / double(weight_bytes);
+  for (Row& r : rows) r.bound_tps = bandwidth * 1e9 / double(r.weight_bytes);
   // K and V of every layer at the mean decoding position.
   const double kv_bytes = 2.0 * double(config.n_layers * config.kv_heads() * config.head_dim()) *
                           (double(o.prompt) + double(o.tokens) / 2) * sizeof(float);
 
   if (o.json) {
-    fmt::print(
-        "{{\"impl\": \"minimoe\", \"preset\": \"{}\", \"threads\": {}, \"prompt\": {}, "
-        "\"tokens\": {}, \"prefill_tokens_per_s\": {:.6g}, \"decode_tokens_per_s\": {:.6g}, "
-        "\"params\": {}, \"active_weight_bytes\": {}, \"kv_bytes_per_token\": {:.6g}, "
-        "\"read_bandwidth_gbs\": {:.6g}, \"bound_tokens_per_s\": {:.6g}}}\n",
-        o.preset, o.threads, o.prompt, o.tokens, prefill_tps, decode_tps, config.num_parameters(),
-        weight_bytes, kv_bytes, bandwidth, bound_tps);
+    for (const Row& r : rows)
+      fmt::print(
+          "{{\"impl\": \"minimoe\", \"weights\": \"{}\", \"preset\": \"{}\", \"threads\": {}, "
+          "\"prompt\": {}, \"tokens\": {}, \"prefill_tokens_per_s\": {:.6g}, "
+          "\"decode_tokens_per_s\": {:.6g}, \"params\": {}, \"active_weight_bytes\": {}, "
+          "\"kv_bytes_per_token\": {:.6g}, \"read_bandwidth_gbs\": {:.6g}, "
+          "\"bound_tokens_per_s\": {:.6g}}}\n",
+          r.weights, o.preset, o.threads, o.prompt, o.tokens, r.speed.prefill_tps,
+          r.speed.decode_tps, config.num_parameters(), r.weight_bytes, kv_bytes, bandwidth,
+          r.bound_tps);
     return 0;
   }
-  fmt::print("decode: preset {} ({:.2f}M parameters, {:.2f}M active), {} threads, kernel {}\n",
-             o.preset, double(config.num_parameters()) / 1e6,
-             double(config.num_active_parameters()) / 1e6, o.threads, gemm_kernel<float>().name);
-  fmt::print("prefill  {:>5} tokens: {:>9.0f} tokens/s\n", o.prompt, prefill_tps);
-  fmt::print("decode   {:>5} tokens: {:>9.1f} tokens/s  ({:.2f} ms per token)\n", o.tokens,
-             decode_tps, 1e3 / decode_tps);
   fmt::print(
-      "bound: {:.1f} MB of active weights per token (+{:.2f} MB of KV cache) at {:.1f} GB/s "
-      "-> {:.1f} tokens/s; decoding runs at {:.0f}% of it\n",
-      double(weight_bytes) / 1e6, kv_bytes / 1e6, bandwidth, bound_tps,
-      100 * decode_tps / bound_tps);
+      "decode: preset {} ({:.2f}M parameters, {:.2f}M active), {} threads, kernels {} "
+      "(float) and {} (int8)\n",
+      o.preset, double(config.num_parameters()) / 1e6, double(config.num_active_parameters()) / 1e6,
+      o.threads, gemm_kernel<float>().name, int8_kernel().name);
+  fmt::print("prompt {} tokens, {} decoded; read bandwidth {:.1f} GB/s; KV cache +{:.2f} MB\n",
+             o.prompt, o.tokens, bandwidth, kv_bytes / 1e6);
+  fmt::print("{:<8} {:>14} {:>13} {:>9} {:>16} {:>12} {:>11}\n", "weights", "prefill tok/s",
+             "decode tok/s", "ms/token", "active MB/token", "bound tok/s", "% of bound");
+  for (const Row& r : rows)
+    fmt::print("{:<8} {:>14.0f} {:>13.1f} {:>9.2f} {:>16.1f} {:>12.1f} {:>10.0f}%\n", r.weights,
+               r.speed.prefill_tps, r.speed.decode_tps, 1e3 / r.speed.decode_tps,
+               double(r.weight_bytes) / 1e6, r.bound_tps, 100 * r.speed.decode_tps / r.bound_tps);
+  if (rows.size() == 2)
+    fmt::print("int8 / float32: decode {:.2f}x, prefill {:.2f}x, bound {:.2f}x\n",
+               rows[1].speed.decode_tps / rows[0].speed.decode_tps,
+               rows[1].speed.prefill_tps / rows[0].speed.prefill_tps,
+               rows[1].bound_tps / rows[0].bound_tps);
   return 0;
 }

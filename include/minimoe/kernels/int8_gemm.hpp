@@ -103,46 +103,55 @@ void int8_dot_by_rows(int64_t k, const float* const* a, int m, const int8_t* q, 
   table[m - 1](k, a, q, ldq, scale, ncols, c, ldc);
 }
 
+// Columns handled together by the x86 kernels for M rows of A: M J independent FMA chains,
+// enough to cover the FMA latency when M is small (decoding: M = 1 streams 4 W rows at once),
+// and few enough registers when M is large.
+template <int M>
+inline constexpr int kInt8Columns = M <= 2 ? 4 : (M <= 4 ? 2 : 1);
+
 #ifdef MINIMOE_GEMM_X86
-MINIMOE_TARGET_AVX2 inline __m256 widen8_avx2(__m128i bytes) {  // the low 8 int8 -> float
-  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+MINIMOE_TARGET_AVX2 inline __m256 widen8_avx2(const int8_t* q) {  // 8 int8 -> float
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q))));
 }
 
-// W rows one at a time against M rows of A: two accumulators per row over 16 weights a step
-// keep two FMA chains in flight even for M = 1.
 struct Int8DotAvx2 {
-  template <int M>
-  MINIMOE_TARGET_AVX2 static void rows(int64_t k, const float* const* a, const int8_t* q,
-                                       int64_t ldq, const float* scale, int64_t ncols, float* c,
-                                       int64_t ldc) {
-    const int64_t k16 = k / 16 * 16, k8 = k / 8 * 8;
-    for (int64_t j = 0; j < ncols; ++j, q += ldq) {
-      __m256 s0[M], s1[M];
+  // c[i ldc + j] for J W rows j at once, 8 weights a step.
+  template <int M, int J>
+  MINIMOE_TARGET_AVX2 static void columns(int64_t k, const float* const* a, const int8_t* q,
+                                          int64_t ldq, const float* scale, float* c, int64_t ldc) {
+    const int64_t k8 = k / 8 * 8;
+    __m256 s[M][J];
 #pragma GCC unroll 8
-      for (int i = 0; i < M; ++i) s0[i] = s1[i] = _mm256_setzero_ps();
-      int64_t p = 0;
-      for (; p < k16; p += 16) {
-        const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + p));
-        const __m256 w0 = widen8_avx2(bytes), w1 = widen8_avx2(_mm_unpackhi_epi64(bytes, bytes));
-#pragma GCC unroll 8
-        for (int i = 0; i < M; ++i) {
-          s0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p), w0, s0[i]);
-          s1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p + 8), w1, s1[i]);
-        }
-      }
-      if (p < k8) {
-        const __m256 w0 = widen8_avx2(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + p)));
-#pragma GCC unroll 8
-        for (int i = 0; i < M; ++i) s0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p), w0, s0[i]);
-        p += 8;
-      }
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) s[i][j] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < k8; p += 8) {
+      __m256 w[J];
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) w[j] = widen8_avx2(q + j * ldq + p);
 #pragma GCC unroll 8
       for (int i = 0; i < M; ++i) {
-        float sum = hsum_avx2(_mm256_add_ps(s0[i], s1[i]));
-        for (int64_t r = p; r < k; ++r) sum += a[i][r] * float(q[r]);
-        c[i * ldc + j] = scale[j] * sum;
+        const __m256 x = _mm256_loadu_ps(a[i] + p);
+#pragma GCC unroll 4
+        for (int j = 0; j < J; ++j) s[i][j] = _mm256_fmadd_ps(x, w[j], s[i][j]);
       }
     }
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < J; ++j) {
+        float sum = hsum_avx2(s[i][j]);
+        for (int64_t r = k8; r < k; ++r) sum += a[i][r] * float(q[j * ldq + r]);
+        c[i * ldc + j] = scale[j] * sum;
+      }
+  }
+
+  template <int M>
+  static void rows(int64_t k, const float* const* a, const int8_t* q, int64_t ldq,
+                   const float* scale, int64_t ncols, float* c, int64_t ldc) {
+    constexpr int J = kInt8Columns<M>;
+    int64_t j = 0;
+    for (; j + J <= ncols; j += J) columns<M, J>(k, a, q + j * ldq, ldq, scale + j, c + j, ldc);
+    for (; j < ncols; ++j) columns<M, 1>(k, a, q + j * ldq, ldq, scale + j, c + j, ldc);
   }
 };
 
@@ -154,38 +163,54 @@ MINIMOE_TARGET_AVX512 inline __m512 widen16_avx512(const int8_t* q) {
       all, _mm512_maskz_cvtepi8_epi32(all, _mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
 }
 
+// In registers, with masks for the same reason (GCC 12 casts to __m256 through an unmasked
+// extract too).
+MINIMOE_TARGET_AVX512 inline float hsum16_avx512(__m512 v) {
+  const __m512d d = _mm512_castps_pd(v);
+  const __m256 h = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, d, 0)),
+                                 _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, d, 1)));
+  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  const __m128 pair = _mm_add_ps(q, _mm_movehl_ps(q, q));
+  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
+}
+
 struct Int8DotAvx512 {
-  template <int M>
-  MINIMOE_TARGET_AVX512 static void rows(int64_t k, const float* const* a, const int8_t* q,
-                                         int64_t ldq, const float* scale, int64_t ncols, float* c,
-                                         int64_t ldc) {
-    const int64_t k32 = k / 32 * 32, k16 = k / 16 * 16;
-    for (int64_t j = 0; j < ncols; ++j, q += ldq) {
-      __m512 s0[M], s1[M];
+  template <int M, int J>
+  MINIMOE_TARGET_AVX512 static void columns(int64_t k, const float* const* a, const int8_t* q,
+                                            int64_t ldq, const float* scale, float* c,
+                                            int64_t ldc) {
+    const int64_t k16 = k / 16 * 16;
+    __m512 s[M][J];
 #pragma GCC unroll 8
-      for (int i = 0; i < M; ++i) s0[i] = s1[i] = _mm512_setzero_ps();
-      int64_t p = 0;
-      for (; p < k32; p += 32) {
-        const __m512 w0 = widen16_avx512(q + p), w1 = widen16_avx512(q + p + 16);
-#pragma GCC unroll 8
-        for (int i = 0; i < M; ++i) {
-          s0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p), w0, s0[i]);
-          s1[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p + 16), w1, s1[i]);
-        }
-      }
-      if (p < k16) {
-        const __m512 w0 = widen16_avx512(q + p);
-#pragma GCC unroll 8
-        for (int i = 0; i < M; ++i) s0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p), w0, s0[i]);
-        p += 16;
-      }
+    for (int i = 0; i < M; ++i)
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) s[i][j] = _mm512_setzero_ps();
+    for (int64_t p = 0; p < k16; p += 16) {
+      __m512 w[J];
+#pragma GCC unroll 4
+      for (int j = 0; j < J; ++j) w[j] = widen16_avx512(q + j * ldq + p);
 #pragma GCC unroll 8
       for (int i = 0; i < M; ++i) {
-        float sum = hsum_avx512(_mm512_add_ps(s0[i], s1[i]));
-        for (int64_t r = p; r < k; ++r) sum += a[i][r] * float(q[r]);
-        c[i * ldc + j] = scale[j] * sum;
+        const __m512 x = _mm512_loadu_ps(a[i] + p);
+#pragma GCC unroll 4
+        for (int j = 0; j < J; ++j) s[i][j] = _mm512_fmadd_ps(x, w[j], s[i][j]);
       }
     }
+    for (int i = 0; i < M; ++i)
+      for (int j = 0; j < J; ++j) {
+        float sum = hsum16_avx512(s[i][j]);
+        for (int64_t r = k16; r < k; ++r) sum += a[i][r] * float(q[j * ldq + r]);
+        c[i * ldc + j] = scale[j] * sum;
+      }
+  }
+
+  template <int M>
+  static void rows(int64_t k, const float* const* a, const int8_t* q, int64_t ldq,
+                   const float* scale, int64_t ncols, float* c, int64_t ldc) {
+    constexpr int J = kInt8Columns<M>;
+    int64_t j = 0;
+    for (; j + J <= ncols; j += J) columns<M, J>(k, a, q + j * ldq, ldq, scale + j, c + j, ldc);
+    for (; j < ncols; ++j) columns<M, 1>(k, a, q + j * ldq, ldq, scale + j, c + j, ldc);
   }
 };
 #endif  // MINIMOE_GEMM_X86
@@ -293,6 +318,10 @@ struct Int8GroupedProduct {
 // The tasks of several int8 products, run as one dynamic pool (as GemmPhase).
 class Int8Phase {
  public:
+  // About 10 us of work on one core: below it, a parallel region's start and barrier (a few us
+  // on a busy machine) eat the gain.
+  static constexpr double kParallelCost = 1 << 17;
+
   explicit Int8Phase(const Int8Kernel& kernel = int8_kernel(), int threads = detail::max_threads())
       : kernel_(kernel), threads_(std::max(threads, 1)) {}
 
@@ -333,10 +362,6 @@ class Int8Phase {
   }
 
  private:
-  // About 10 us of work on one core: below it, a parallel region's start and barrier (a few us
-  // on a busy machine) eat the gain.
-  static constexpr double kParallelCost = 1 << 17;
-
   void run_task(const Int8GroupedProduct& p, const detail::GemmTask& t) const {
     const int64_t g = t.group, r0 = t.m0, m = t.m1 - t.m0, nc = t.n1 - t.n0;
     const int mr = kernel_.tile.mr;
@@ -399,6 +424,24 @@ class Int8Phase {
 inline void int8_matmul(int64_t m, int64_t n, int64_t k, const float* a, const int8_t* q,
                         const float* scale, const float* bias, float* c,
                         const Int8Kernel& kernel = int8_kernel()) {
+  auto add_bias = [&](int64_t r0, int64_t count, int64_t j0, int64_t j1) {
+    for (int64_t r = r0; r < r0 + count; ++r)
+      for (int64_t j = j0; j < j1; ++j) c[r * n + j] += bias[j];
+  };
+  const int mr = kernel.tile.mr;
+  if (m <= detail::kDotStrips * mr &&
+      double(m) * double(n) * double(k) < Int8Phase::kParallelCost) {
+    // A small decoding product (a small model's projections): the row-dot kernel directly, as
+    // a task of the phase would run it, without building one.
+    const float* ap[kGemmMaxMR];
+    for (int64_t i0 = 0; i0 < m; i0 += mr) {
+      const int count = static_cast<int>(std::min<int64_t>(mr, m - i0));
+      for (int i = 0; i < count; ++i) ap[i] = a + (i0 + i) * k;
+      kernel.dot(k, ap, count, q, k, scale, n, c + i0 * n, n);
+    }
+    if (bias) add_bias(0, m, 0, n);
+    return;
+  }
   const int32_t rows = static_cast<int32_t>(m);
   check<ValueError>(rows == m, "int8_matmul: {} rows exceed the index range", m);
   const int32_t offsets[2] = {0, rows};
@@ -413,8 +456,7 @@ inline void int8_matmul(int64_t m, int64_t n, int64_t k, const float* a, const i
   p.ldc = n;
   if (bias)
     p.epilogue = [&](int64_t, int64_t r0, int64_t count, int64_t j0, int64_t j1) {
-      for (int64_t r = r0; r < r0 + count; ++r)
-        for (int64_t j = j0; j < j1; ++j) c[r * n + j] += bias[j];
+      add_bias(r0, count, j0, j1);
     };
   Int8Phase phase(kernel);
   phase.add(p);
