@@ -143,9 +143,10 @@ TEST_CASE("int8_matmul matches the dequantised weights: 1..17 rows, odd shapes, 
   const std::vector<Int8Kernel> kernels = int8_kernels_under_test();
   for (const Int8Kernel& kernel : kernels)
     for (int64_t m = 1; m <= 17; ++m)
-      for (auto [n, k] : std::vector<std::pair<int64_t, int64_t>>{
+      for (const auto& [out, in] : std::vector<std::pair<int64_t, int64_t>>{
                {1, 3}, {5, 17}, {33, 45}, {100, 130}, {19, 300}})
         for (bool with_bias : {false, true}) {
+          const int64_t n = out, k = in;  // copies: C++17 lambdas cannot capture bindings
           CAPTURE(kernel.name);
           CAPTURE(m);
           CAPTURE(n);
@@ -166,8 +167,9 @@ TEST_CASE("int8_matmul matches the dequantised weights: 1..17 rows, odd shapes, 
 
 TEST_CASE("int8_matmul over many rows (the dequantising path): row tiles and K blocks") {
   for (const Int8Kernel& kernel : int8_kernels_under_test())
-    for (auto [m, n, k] :
+    for (const std::array<int64_t, 3>& shape :
          std::vector<std::array<int64_t, 3>>{{40, 70, 33}, {600, 37, 300}, {1100, 9, 20}}) {
+      const int64_t m = shape[0], n = shape[1], k = shape[2];
       CAPTURE(kernel.name);
       CAPTURE(m);
       CAPTURE(n);
