@@ -1,13 +1,21 @@
 // bench/decode: batch-1 generation speed of a preset, next to the memory-bandwidth bound, with
-// float32 weights and then with int8 ones (models/quantize.hpp), in one run.
+// float32 weights and then with int8 ones (models/quantize.hpp), in one run; then several
+// sequences decoded together.
 //
 //   decode --preset minimoe --prompt 128 --tokens 64 --threads 2 [--repeat 3] [--json]
+//          [--batches 1,4,8]
 //
 // A randomly initialised model (speed does not depend on the weights) runs a prompt of
 // --prompt random ids through the model once (prefill, filling the KV caches), then decodes
 // --tokens tokens greedily, one position at a time through the caches, as `minimoe sample`
 // does. Medians over --repeat runs. Then the same model is quantised (`--int8 0` skips that)
 // and measured again.
+//
+// Batched: --batches sequences of different prompt lengths (from --prompt down to half of it)
+// in one BatchDecoder (generate.hpp); the step that prefills them is not timed, the --tokens
+// steps after it are, and tokens/s counts every sequence's tokens. The weights are read once
+// per step whatever the batch, so the first column should grow nearly with the batch while
+// decoding is bound by reading them.
 //
 // The bound: a decoded token reads every weight it touches once, the "active" weights (the
 // attention, router and norm weights of every layer, its top-k experts, the LM head), so
@@ -47,6 +55,7 @@ struct Options {
   int threads = 2, repeat = 3;
   int64_t flush_mb = 512;
   bool json = false, int8 = true;
+  std::vector<int64_t> batches{1, 4, 8};  // sequences decoded together (BatchDecoder)
 };
 
 using Clock = std::chrono::steady_clock;
@@ -144,6 +153,43 @@ Speed measure(GPT<float>& model, const std::vector<int32_t>& prompt, const Optio
   return {double(o.prompt) / median(prefill), double(o.tokens) / median(decode)};
 }
 
+// Prompts of a batch: different lengths, from --prompt down to half of it.
+std::vector<std::vector<int32_t>> batch_prompts(const std::vector<int32_t>& prompt, int64_t n) {
+  std::vector<std::vector<int32_t>> prompts;
+  const int64_t longest = static_cast<int64_t>(prompt.size());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t length = std::max<int64_t>(1, longest - i * longest / (2 * n));
+    prompts.emplace_back(prompt.begin(), prompt.begin() + length);
+  }
+  return prompts;
+}
+
+// Seconds of the decoding steps of n sequences together, each decoding `tokens` after the
+// step that prefills them all (untimed).
+double batched_decode_seconds(GPT<float>& model, const std::vector<std::vector<int32_t>>& prompts,
+                              int64_t tokens) {
+  BatchDecoder<float> batch(model);
+  GenerateOptions g;
+  g.max_tokens = tokens + 1;  // the first comes out of the prefill step
+  g.sampling.temperature = 0;
+  for (const std::vector<int32_t>& p : prompts) batch.add({p, g});
+  batch.step();
+  const auto start = Clock::now();
+  while (!batch.idle()) batch.step();
+  return seconds_since(start);
+}
+
+// Tokens/s of all sequences together, median of `repeat` runs after a warm-up one.
+double batched_decode_tps(GPT<float>& model, const std::vector<int32_t>& prompt, int64_t n,
+                          const Options& o) {
+  const std::vector<std::vector<int32_t>> prompts = batch_prompts(prompt, n);
+  batched_decode_seconds(model, prompts, std::min<int64_t>(o.tokens, 8));
+  std::vector<double> seconds;
+  for (int i = 0; i < o.repeat; ++i)
+    seconds.push_back(batched_decode_seconds(model, prompts, o.tokens));
+  return double(n * o.tokens) / median(seconds);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -160,12 +206,18 @@ int main(int argc, char** argv) {
   app.add_flag("--json", o.json, "one JSON object per line");
   app.add_option("--int8", o.int8, "also measure the model with int8 weights (0 = float32 only)")
       ->capture_default_str();
+  app.add_option("--batches", o.batches,
+                 "sequences decoded together, of prompts from --prompt down to half of it")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{256}));
   CLI11_PARSE(app, argc, argv);
 
   const GPTConfig config = preset(o.preset);
-  if (o.prompt < 1 || o.tokens < 1 || o.repeat < 1 || o.prompt + o.tokens > config.context_length) {
+  if (o.prompt < 1 || o.tokens < 1 || o.repeat < 1 ||
+      o.prompt + o.tokens + 1 > config.context_length) {
     fmt::print(stderr,
-               "decode: need prompt >= 1, tokens >= 1, repeat >= 1 and prompt + tokens "
+               "decode: need prompt >= 1, tokens >= 1, repeat >= 1 and prompt + tokens + 1 "
                "<= the context length {}\n",
                config.context_length);
     return 2;
@@ -187,15 +239,22 @@ int main(int argc, char** argv) {
     const char* weights;
     Speed speed;
     int64_t weight_bytes;
+    std::vector<double> batch_tps;  // per entry of o.batches
     double bound_tps = 0;
+  };
+  auto batched = [&] {
+    std::vector<double> tps;
+    for (int64_t n : o.batches) tps.push_back(batched_decode_tps(model, prompt, n, o));
+    return tps;
   };
   std::vector<Row> rows;
   const int64_t float_bytes = active_weight_bytes(config);
-  rows.push_back({"float32", measure(model, prompt, o), float_bytes});
+  rows.push_back({"float32", measure(model, prompt, o), float_bytes, batched()});
   if (o.int8) {
     quantize_int8(model);
     const QuantisedBytes q = active_quantised_bytes(model);
-    rows.push_back({"int8", measure(model, prompt, o), float_bytes - q.float32 + q.int8});
+    rows.push_back(
+        {"int8", measure(model, prompt, o), float_bytes - q.float32 + q.int8, batched()});
   }
 
   const std::vector<float> buffer = bench::make_buffer(o.flush_mb);
@@ -216,6 +275,12 @@ int main(int argc, char** argv) {
           r.weights, o.preset, o.threads, o.prompt, o.tokens, r.speed.prefill_tps,
           r.speed.decode_tps, config.num_parameters(), r.weight_bytes, kv_bytes, bandwidth,
           r.bound_tps);
+    for (const Row& r : rows)
+      for (size_t i = 0; i < o.batches.size(); ++i)
+        fmt::print(
+            "{{\"impl\": \"minimoe\", \"weights\": \"{}\", \"preset\": \"{}\", "
+            "\"threads\": {}, \"batch\": {}, \"tokens\": {}, \"decode_tokens_per_s\": {:.6g}}}\n",
+            r.weights, o.preset, o.threads, o.batches[i], o.tokens, r.batch_tps[i]);
     return 0;
   }
   fmt::print(
@@ -236,5 +301,15 @@ int main(int argc, char** argv) {
                rows[1].speed.decode_tps / rows[0].speed.decode_tps,
                rows[1].speed.prefill_tps / rows[0].speed.prefill_tps,
                rows[1].bound_tps / rows[0].bound_tps);
+  fmt::print(
+      "\nbatched decoding (BatchDecoder; prompts from {} down to {} tokens, {} tokens each):\n",
+      o.prompt, std::max<int64_t>(1, o.prompt / 2), o.tokens);
+  fmt::print("{:<8} {:>6} {:>19} {:>17} {:>11}\n", "weights", "batch", "decode tok/s (all)",
+             "per sequence", fmt::format("vs batch {}", o.batches[0]));
+  for (const Row& r : rows)
+    for (size_t i = 0; i < o.batches.size(); ++i)
+      fmt::print("{:<8} {:>6} {:>19.1f} {:>17.1f} {:>10.2f}x\n", r.weights, o.batches[i],
+                 r.batch_tps[i], r.batch_tps[i] / double(o.batches[i]),
+                 r.batch_tps[i] / r.batch_tps[0]);
   return 0;
 }
