@@ -36,7 +36,7 @@ for preset in default asan scalar tsan; do
   if [[ "${preset}" != default ]]; then package_filter=(-LE package); fi
   ctest --preset "${preset}" -j "${jobs}" "${package_filter[@]}"
 done
-FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh
 
 # Formats the tracked sources in place and fails if that changed anything; a diff the tree
 # already had before formatting is not counted, so uncommitted work does not fail the check.
