@@ -214,10 +214,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   const GPTConfig config = preset(o.preset);
-  if (o.prompt < 1 || o.tokens < 1 || o.repeat < 1 ||
-      o.prompt + o.tokens + 1 > config.context_length) {
+  if (o.prompt < 1 || o.tokens < 1 || o.repeat < 1 || o.prompt + o.tokens > config.context_length) {
     fmt::print(stderr,
-               "decode: need prompt >= 1, tokens >= 1, repeat >= 1 and prompt + tokens + 1 "
+               "decode: need prompt >= 1, tokens >= 1, repeat >= 1 and prompt + tokens "
                "<= the context length {}\n",
                config.context_length);
     return 2;
