@@ -18,6 +18,17 @@ GPTConfig config(const std::string& kind) {
   return c;
 }
 
+// A preset's architecture (GQA, RoPE, QK-norm, GLU experts, untied head...) at a size that
+// keeps the tests fast: fewer layers, a small vocabulary and context.
+GPTConfig shrunk_preset(const std::string& name) {
+  GPTConfig c = preset(name);
+  c.vocab_size = 512;
+  c.n_layers = 2;
+  c.context_length = 40;
+  c.validate();
+  return c;
+}
+
 // Greedy decoding by recomputing the whole sequence for every new token.
 std::vector<int32_t> greedy_without_cache(GPT<float>& model, std::vector<int32_t> ids, int n) {
   NoGradGuard no_grad;
@@ -79,15 +90,9 @@ TEST_CASE("generation streams each token, stops on request, at the stop id and a
 }
 
 TEST_CASE("incremental decoding gives the logits of a full recomputation, for every preset") {
-  // Each preset's architecture (GQA, RoPE, QK-norm, GLU experts, untied head...) at a size
-  // that keeps the test fast: fewer layers, a small vocabulary and context.
   for (const std::string& name : preset_names()) {
     CAPTURE(name);
-    GPTConfig c = preset(name);
-    c.vocab_size = 512;
-    c.n_layers = 2;
-    c.context_length = 40;
-    c.validate();
+    const GPTConfig c = shrunk_preset(name);
     GPT<float> model(c, 5);
     set_training(model, false);
     NoGradGuard no_grad;
@@ -152,11 +157,7 @@ TEST_CASE("packed sequences of different lengths get the logits of a full recomp
   // together, then steps of one token each, with one sequence sitting out every third step.
   for (const std::string& name : preset_names()) {
     CAPTURE(name);
-    GPTConfig c = preset(name);
-    c.vocab_size = 512;
-    c.n_layers = 2;
-    c.context_length = 40;
-    c.validate();
+    const GPTConfig c = shrunk_preset(name);
     GPT<float> model(c, 5);
     set_training(model, false);
     NoGradGuard no_grad;

@@ -117,6 +117,15 @@ inline constexpr int64_t kBlockGradRows = 256;  // output rows of a weight-gradi
 inline constexpr int64_t kDotStrips = 2;
 inline constexpr int64_t kDotColumns = 16;
 
+// An a_strip of gemm_block over rows r.. of A, read through `index` (the routing plan's
+// rows) when there is one: points ptrs[i] at A(index[r + i], p0).
+template <typename T>
+int64_t indexed_rows(const T* a, int64_t lda, const int32_t* index, int64_t r, int rows, int64_t p0,
+                     const T** ptrs) {
+  for (int i = 0; i < rows; ++i) ptrs[i] = a + (index ? int64_t{index[r + i]} : r + i) * lda + p0;
+  return 1;
+}
+
 inline int max_threads() {
 #ifdef _OPENMP
   return omp_get_max_threads();
@@ -307,11 +316,7 @@ class GemmPhase {
     T* c[2];
     for (int s = 0; s < p.segments; ++s) c[s] = p.c + r0 * p.ldc + s * p.n + t.n0;
     auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t, const T** ptrs) {
-      for (int i = 0; i < rows; ++i) {
-        const int64_t r = r0 + i0 + i;
-        ptrs[i] = p.a + (p.index ? int64_t{p.index[r]} : r) * p.lda + p0;
-      }
-      return int64_t{1};
+      return detail::indexed_rows(p.a, p.lda, p.index, r0 + i0, rows, p0, ptrs);
     };
     auto pack_b = [&](int s, int64_t p0, int64_t kc, T* dst) {
       const int64_t col0 = s * p.n + t.n0;  // first column of the task in the stacked W

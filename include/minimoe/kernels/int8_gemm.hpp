@@ -368,11 +368,7 @@ class Int8Phase {
     float* c[2];
     for (int s = 0; s < p.segments; ++s) c[s] = p.c + r0 * p.ldc + s * p.n + t.n0;
     auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t, const float** ptrs) {
-      for (int i = 0; i < rows; ++i) {
-        const int64_t r = r0 + i0 + i;
-        ptrs[i] = p.a + (p.index ? int64_t{p.index[r]} : r) * p.lda + p0;
-      }
-      return int64_t{1};
+      return detail::indexed_rows(p.a, p.lda, p.index, r0 + i0, rows, p0, ptrs);
     };
     auto epilogue = [&](int64_t i0, int64_t rows) {
       if (p.epilogue) p.epilogue(g, r0 + i0, rows, t.n0, t.n1);
