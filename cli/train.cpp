@@ -3,7 +3,8 @@
 //
 // Under mpirun (a build with MINIMOE_WITH_MPI) the ranks train data-parallel: rank 0 trains
 // the tokenizer, tokenizes the corpus, logs, writes the metrics, checkpoints and the model,
-// and prints the sample; the others only train (docs/distributed.md).
+// and prints the sample; the others only train (docs/distributed.md). With --expert-parallel G
+// the ranks also split every MoE layer's experts in groups of G.
 #include <atomic>
 #include <csignal>
 #include <filesystem>
@@ -36,7 +37,8 @@ struct TrainArgs {
   std::string prompt = "The ";
   bool profile = false;
   bool recompute = false;
-  double mpi_timeout = 300;  // seconds a rank waits for the others before giving up
+  double mpi_timeout = 300;     // seconds a rank waits for the others before giving up
+  int64_t expert_parallel = 1;  // ranks that split the experts of each MoE layer
   TrainOptions options;
 };
 
@@ -231,8 +233,8 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
   for (Block<float>& b : model.blocks) b.moe.dispatch_options.recompute_activation = a.recompute;
   const Dataset data(domains);
   std::unique_ptr<Trainer<float>> trainer =
-      resumed ? std::make_unique<Trainer<float>>(*resumed, data, group)
-              : std::make_unique<Trainer<float>>(model, data, a.options, group);
+      resumed ? std::make_unique<Trainer<float>>(*resumed, data, group, a.expert_parallel)
+              : std::make_unique<Trainer<float>>(model, data, a.options, group, a.expert_parallel);
   const std::string embedded = embed_tokenizer(*tokenizer);
   nlohmann::json data_json = nlohmann::json::array();
   for (const Domain& d : domains) data_json.push_back({{"name", d.name}, {"weight", d.weight}});
@@ -252,6 +254,16 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
                     "all-reduced per step",
                     group->size(), o.batch_size / group->size(),
                     double(trainer->gradient_bytes_per_step()) / double(1 << 20)));
+  const ExpertParallel<float>* experts = trainer->expert_parallel();
+  if (experts != nullptr)
+    progress.print(fmt::format(
+        "expert parallel: {} ranks = {} data x {} expert, each holding {} of the {} experts of "
+        "every MoE layer; {:.2f} MiB of expert gradients all-reduced over each expert's {} "
+        "ranks per step",
+        group->size(), experts->replicas(), experts->group_size(),
+        c.n_experts / experts->group_size(), c.n_experts,
+        double(trainer->expert_gradient_bytes_per_step()) / double(1 << 20), experts->replicas()));
+  int64_t exchanged_bytes = 0, exchanged_steps = 0;  // rank 0's all-to-alls in training steps
 
   // The metrics are rank 0's to write: opening them truncates a resumed run's file.
   std::optional<MetricsLog> metrics;
@@ -274,7 +286,12 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
   double profiled_seconds = 0;
   const int64_t first_step = trainer->state().step;
   while (!trainer->done()) {
+    const int64_t bytes_before = experts != nullptr ? experts->bytes_sent() : 0;
     const StepReport r = trainer->step();
+    if (experts != nullptr) {
+      exchanged_bytes += experts->bytes_sent() - bytes_before;
+      ++exchanged_steps;
+    }
     if (a.profile && r.step > first_step) {  // this process's first step warms caches up
       ++profiled_steps;
       profiled_tokens += r.tokens;
@@ -324,7 +341,11 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
   progress.finish();
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);
+  trainer->gather_experts();  // rank 0 samples and writes the whole model alone
   if (!root) return;
+  if (exchanged_steps > 0)
+    fmt::print(stderr, "expert parallel: rank 0 sent {:.3f} MB per step in the all-to-alls\n",
+               double(exchanged_bytes) / double(exchanged_steps) / 1e6);
   if (a.profile && profiled_tokens > 0)
     fmt::print(stderr, "\nprofile of {} steps after the first:\n{}", profiled_steps,
                profile_report(model.config, trainer->context(), profiled_tokens, profiler.times(),
@@ -447,6 +468,11 @@ void add_train_command(CLI::App& app) {
 #ifdef MINIMOE_WITH_MPI
   cmd->add_option("--mpi-timeout", a->mpi_timeout,
                   "under mpirun: seconds a rank waits for the others before it stops the run")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--expert-parallel", a->expert_parallel,
+                  "under mpirun: split every MoE layer's experts over groups of this many ranks "
+                  "(1 = each rank holds all; the ranks and the experts must be multiples of it)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
 #endif

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `mpirun minimoe train` against one process, end to end: 2 and 4 ranks take the losses of one
-# process over 20 steps (within the tolerance of docs/distributed.md), only rank 0 logs and
-# writes, checkpoints move both ways between one process and several (a run interrupted in one
-# is resumed in the other), bad input is refused, and a rank that dies (kill -9) or hangs
-# (SIGSTOP) makes the run stop with an error instead of hanging.
+# process over 20 steps (within the tolerance of docs/distributed.md), data-parallel and with
+# the experts split (--expert-parallel: 2 ranks as 1 x 2, 4 ranks as 1 x 4 and 2 x 2), only rank
+# 0 logs and writes, checkpoints move both ways between one process and several (a run
+# interrupted in one is resumed in the other, expert-parallel too), bad input is refused, and a
+# rank that dies (kill -9) or hangs (SIGSTOP) makes the run stop with an error instead of
+# hanging.
 #
 #   tests/distributed/test_mpi_train.sh path/to/minimoe path/to/mpirun [mpirun flags...]
 set -euo pipefail
@@ -87,6 +89,28 @@ for n in 2 4; do
   ls "ranks$n"/*.tmp.* >/dev/null 2>&1 && fail "$n ranks: temporaries left"
 done
 
+echo "--- expert parallel: the same losses on 2 ranks (1 x 2) and 4 ranks (1 x 4, 2 x 2)"
+for layout in "2 2" "4 4" "4 2"; do
+  read -r n g <<<"$layout"
+  ranks "$n" "$minimoe" train "${small[@]}" --steps "$steps" --expert-parallel "$g" \
+    --out "ep$n-$g" 2>"log-ep$n-$g.txt" || fail "$n ranks, expert parallel $g: $(cat "log-ep$n-$g.txt")"
+  same_numbers "the losses of 1 process and $n ranks (expert parallel $g)" "$reference" \
+    "$(losses "ep$n-$g/metrics.jsonl")"
+  same_numbers "the evaluations of 1 process and $n ranks (expert parallel $g)" \
+    "$(evals one/metrics.jsonl)" "$(evals "ep$n-$g/metrics.jsonl")"
+  grep -q "^expert parallel: $n ranks = $((n / g)) data x $g expert, each holding $((4 / g)) of the 4" \
+    "log-ep$n-$g.txt" || fail "$n ranks, expert parallel $g: no expert-parallel line in the log"
+  grep -q "^expert parallel: rank 0 sent .* MB per step" "log-ep$n-$g.txt" ||
+    fail "$n ranks, expert parallel $g: no all-to-all volume in the log"
+  [[ -f "ep$n-$g/model.safetensors" ]] || fail "$n ranks, expert parallel $g: no model.safetensors"
+done
+if ranks 2 "$minimoe" train "${base[@]}" --batch-size 4 --expert-parallel 3 --out ep-bad \
+  >/dev/null 2>log-ep-bad.txt; then
+  fail "2 ranks took --expert-parallel 3"
+fi
+grep -q "expert parallel: 2 ranks do not form groups of 3" log-ep-bad.txt ||
+  fail "no message for --expert-parallel 3 on 2 ranks: $(cat log-ep-bad.txt)"
+
 echo "--- checkpoints: one process interrupted, resumed on 2 ranks, and the other way round"
 "$minimoe" train "${small[@]}" --steps "$steps" --out to-ranks 2>log-a.txt &
 pid=$!
@@ -94,19 +118,26 @@ wait_for_step 7 to-ranks "$pid"
 kill -INT "$pid"
 wait "$pid" || fail "one process interrupted: $(cat log-a.txt)"
 grep -q "^interrupted: saved step" log-a.txt || fail "one process was not interrupted: $(cat log-a.txt)"
+cp -r to-ranks to-ep
 ranks 2 "$minimoe" train --out to-ranks --resume --sample-tokens 0 2>log-b.txt ||
   fail "2 ranks resuming one process's checkpoint: $(cat log-b.txt)"
 same_numbers "the losses of one process resumed on 2 ranks" "$reference" "$(losses to-ranks/metrics.jsonl)"
+ranks 4 "$minimoe" train --out to-ep --resume --sample-tokens 0 --expert-parallel 2 2>log-b-ep.txt ||
+  fail "4 ranks (2 x 2) resuming one process's checkpoint: $(cat log-b-ep.txt)"
+same_numbers "the losses of one process resumed on 4 ranks (2 x 2)" "$reference" \
+  "$(losses to-ep/metrics.jsonl)"
 
-start_ranks log-c.txt 2 "$minimoe" train "${small[@]}" --steps "$steps" --out to-one
+start_ranks log-c.txt 2 "$minimoe" train "${small[@]}" --steps "$steps" --expert-parallel 2 \
+  --out to-one
 wait_for_step 7 to-one "$pid"
 # One rank gets the signal; the ranks agree to stop after the same step.
 kill -INT "$(rank_pid "$pid" 1)"
 wait "$pid" || fail "2 ranks interrupted: $(cat log-c.txt)"
-grep -q "^interrupted: saved step" log-c.txt || fail "2 ranks were not interrupted: $(cat log-c.txt)"
+grep -q "^interrupted: saved step" log-c.txt || fail "2 ranks (expert parallel) were not interrupted: $(cat log-c.txt)"
 "$minimoe" train --out to-one --resume --threads 1 --sample-tokens 0 2>log-d.txt ||
-  fail "one process resuming 2 ranks' checkpoint: $(cat log-d.txt)"
-same_numbers "the losses of 2 ranks resumed in one process" "$reference" "$(losses to-one/metrics.jsonl)"
+  fail "one process resuming 2 expert-parallel ranks' checkpoint: $(cat log-d.txt)"
+same_numbers "the losses of 2 expert-parallel ranks resumed in one process" "$reference" \
+  "$(losses to-one/metrics.jsonl)"
 
 echo "--- a batch that does not split over the ranks"
 if ranks 2 "$minimoe" train "${base[@]}" --batch-size 3 --out odd >/dev/null 2>log-odd.txt; then
@@ -115,12 +146,12 @@ fi
 grep -q "a batch of 3 sequences does not split evenly over 2 ranks" log-odd.txt ||
   fail "no message for a batch of 3 on 2 ranks: $(cat log-odd.txt)"
 
-# dead_rank SIGNAL: a long run on 2 ranks whose rank 1 gets SIGNAL after a few steps must end,
-# nonzero and with no rank left, within a few seconds of the --mpi-timeout of 3 s.
+# dead_rank SIGNAL [FLAGS...]: a long run on 2 ranks whose rank 1 gets SIGNAL after a few steps
+# must end, nonzero and with no rank left, within a few seconds of the --mpi-timeout of 3 s.
 dead_rank() {
   local pid start
   start_ranks "log-dead-$1.txt" 2 "$minimoe" train "${base[@]}" --batch-size 4 --steps 100000 \
-    --eval-every 0 --checkpoint-every 0 --mpi-timeout 3 --out "dead-$1"
+    --eval-every 0 --checkpoint-every 0 --mpi-timeout 3 --out "dead-$1" "${@:2}"
   wait_for_step 3 "dead-$1" "$pid"
   local victims
   victims=$(children "$pid")
@@ -148,7 +179,7 @@ dead_rank() {
 }
 echo "--- a rank that dies, a rank that hangs"
 dead_rank KILL
-dead_rank STOP
+dead_rank STOP --expert-parallel 2  # rank 0 waits in the experts' all-to-alls too
 grep -q "minimoe: rank 0 of 2: no answer from the other ranks for 3 s in " log-dead-STOP.txt ||
   fail "SIGSTOP to a rank: no message from rank 0: $(cat log-dead-STOP.txt)"
 

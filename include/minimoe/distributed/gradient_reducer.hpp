@@ -17,6 +17,10 @@
 // average divides by the group size, counting a missing gradient as zero (its true value on
 // that shard); a parameter no rank has a gradient for keeps none, so AdamW leaves it alone as
 // it would in a single process.
+//
+// Under expert parallelism an expert's gradient on its owner is already the sum over the G ranks
+// whose tokens it saw; averaged over the D owners of the expert it must still be divided by all
+// R = D G ranks: `mean_over` is that divisor when it is not the group's size.
 #pragma once
 
 #include <algorithm>
@@ -33,11 +37,15 @@ class GradientReducer {
  public:
   static constexpr int64_t kDefaultBucketBytes = int64_t(1) << 21;  // 2 MiB
 
+  // mean_over: the gradients become the sum over the group / mean_over (0: the group's size).
   GradientReducer(std::vector<Var<T>> params, ProcessGroup& group,
-                  int64_t bucket_bytes = kDefaultBucketBytes)
-      : params_(std::move(params)), group_(group) {
+                  int64_t bucket_bytes = kDefaultBucketBytes, int64_t mean_over = 0)
+      : params_(std::move(params)),
+        group_(group),
+        mean_over_(mean_over > 0 ? mean_over : group.size()) {
     check<ValueError>(bucket_bytes > 0, "GradientReducer: bucket_bytes must be positive, got {}",
                       bucket_bytes);
+    check<ValueError>(mean_over >= 0, "GradientReducer: mean_over must be >= 0, got {}", mean_over);
     bucket_of_.resize(params_.size());
     for (size_t i = params_.size(); i-- > 0;) {
       const int64_t bytes = params_[i].numel() * int64_t(sizeof(T));
@@ -84,7 +92,7 @@ class GradientReducer {
   void finish() {
     check<ValueError>(armed_, "GradientReducer: finish() without arm()");
     while (next_bucket_ < buckets_.size()) start(buckets_[next_bucket_++]);
-    const T ranks = static_cast<T>(group_.size());
+    const T ranks = static_cast<T>(mean_over_);
     for (Bucket& b : buckets_) {
       group_.wait(b.request);
       const T* flat = b.flat.data();
@@ -146,6 +154,7 @@ class GradientReducer {
 
   std::vector<Var<T>> params_;
   ProcessGroup& group_;
+  int64_t mean_over_;
   std::vector<Bucket> buckets_;
   std::vector<size_t> bucket_of_;  // [params]
   size_t next_bucket_ = 0;         // buckets before it have started

@@ -20,8 +20,10 @@
 #include <cstdint>
 #include <exception>
 #include <map>
+#include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <mpi.h>
 
@@ -100,6 +102,31 @@ class MpiProcessGroup : public ProcessGroup {
     return start(data, n, MPI_DOUBLE, what);
   }
 
+  void all_to_all(const int64_t* send, int64_t* recv, int64_t n, const char* what) override {
+    MPI_Request r;
+    call(MPI_Ialltoall(send, count(n, what), MPI_INT64_T, recv, count(n, what), MPI_INT64_T, comm_,
+                       &r),
+         "MPI_Ialltoall", what);
+    wait(add(r, what));
+  }
+  void all_to_all_v(const float* send, const int64_t* send_rows, float* recv,
+                    const int64_t* recv_rows, int64_t row, const char* what) override {
+    exchange_rows(send, send_rows, recv, recv_rows, row, MPI_FLOAT, what);
+  }
+  void all_to_all_v(const double* send, const int64_t* send_rows, double* recv,
+                    const int64_t* recv_rows, int64_t row, const char* what) override {
+    exchange_rows(send, send_rows, recv, recv_rows, row, MPI_DOUBLE, what);
+  }
+
+  // Blocking (MPI has no non-blocking split): for setting up, before training starts.
+  std::unique_ptr<ProcessGroup> split(int color, int key) override {
+    MPI_Comm part = MPI_COMM_NULL;
+    call(MPI_Comm_split(comm_, color, key, &part), "MPI_Comm_split");
+    auto group = std::make_unique<MpiProcessGroup>(timeout_seconds_, part);
+    MPI_Comm_free(&part);
+    return group;
+  }
+
   bool test(Request request) override {
     const auto it = pending_.find(request);
     if (it == pending_.end()) return true;
@@ -136,6 +163,30 @@ class MpiProcessGroup : public ProcessGroup {
     call(MPI_Iallreduce(MPI_IN_PLACE, data, count(n, what), type, MPI_SUM, comm_, &r),
          "MPI_Iallreduce", what);
     return add(r, what);
+  }
+
+  // MPI counts and displacements are ints: elements, checked.
+  template <typename V>
+  void exchange_rows(const V* send, const int64_t* send_rows, V* recv, const int64_t* recv_rows,
+                     int64_t row, MPI_Datatype type, const char* what) {
+    std::vector<int> send_counts(size_), send_offsets(size_), recv_counts(size_),
+        recv_offsets(size_);
+    int64_t sent = 0, received = 0;
+    for (int s = 0; s < size_; ++s) {
+      send_offsets[s] = count(sent, what);
+      recv_offsets[s] = count(received, what);
+      send_counts[s] = count(send_rows[s] * row, what);
+      recv_counts[s] = count(recv_rows[s] * row, what);
+      sent += send_rows[s] * row;
+      received += recv_rows[s] * row;
+    }
+    count(sent, what);
+    count(received, what);
+    MPI_Request r;
+    call(MPI_Ialltoallv(send, send_counts.data(), send_offsets.data(), type, recv,
+                        recv_counts.data(), recv_offsets.data(), type, comm_, &r),
+         "MPI_Ialltoallv", what);
+    wait(add(r, what));
   }
 
   Request add(MPI_Request r, const char* what) {

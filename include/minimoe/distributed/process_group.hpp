@@ -8,10 +8,15 @@
 // everything but the MPI binding build without MPI. Every call is collective: all ranks of the
 // group make the same calls in the same order. `what` names the exchange in the error a rank
 // raises when the others do not answer in time (a rank died or hangs).
+//
+// Expert parallelism (distributed/expert_parallel.hpp) adds the all-to-alls that send each
+// routed row to the rank owning its expert, and split() to form the groups of ranks that share
+// one copy of the experts.
 #pragma once
 
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "minimoe/error.hpp"
@@ -52,6 +57,19 @@ class ProcessGroup {
   // this one has finished.
   virtual bool test(Request request) = 0;
   virtual void wait(Request request) = 0;
+
+  // send[s n, (s + 1) n) goes to rank s; recv[s n, (s + 1) n) comes from rank s.
+  virtual void all_to_all(const int64_t* send, int64_t* recv, int64_t n, const char* what) = 0;
+  // Rows of `row` values: send_rows[s] rows to rank s, taken from `send` one rank after
+  // another, and recv_rows[s] rows from rank s, placed in `recv` likewise. Any count may be 0.
+  virtual void all_to_all_v(const float* send, const int64_t* send_rows, float* recv,
+                            const int64_t* recv_rows, int64_t row, const char* what) = 0;
+  virtual void all_to_all_v(const double* send, const int64_t* send_rows, double* recv,
+                            const int64_t* recv_rows, int64_t row, const char* what) = 0;
+
+  // A group of the ranks that pass the same color, ranked by key (then by rank here). Every
+  // rank of this group calls it.
+  virtual std::unique_ptr<ProcessGroup> split(int color, int key) = 0;
 
   bool is_root() const { return rank() == 0; }
 

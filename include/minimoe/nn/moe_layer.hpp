@@ -2,7 +2,7 @@
 //
 //   MoELayer<Expert<float>> moe(router_config, expert_config, rng);
 //   Var<float> y = moe(x);                  // [B, T, C] -> [B, T, C]
-//   moe.last.aux_loss, moe.last.z_loss      // this forward's router losses
+//   moe.last.aux_loss(), moe.last.z_loss()   // this forward's router losses
 //
 //   y[n] = sum_k weights[n, k] * expert_{experts[n, k]}(x[n])  +  sum_s shared_s(x[n])
 //
@@ -13,8 +13,14 @@
 // residual only.
 // Shared experts (DeepSeekMoE) see every token. Any module with the Expert interface works as
 // ExpertT; the layer only needs operator() on [rows, C] and visit().
+//
+// Expert parallelism (distributed/expert_parallel.hpp) splits the routed experts over ranks:
+// `experts` then holds only this rank's, experts [first_expert, first_expert + experts.size())
+// of the router's, named by those indices, and `expert_parallel` runs the routed pairs on the
+// ranks that own their experts. Without it the layer runs alone, as above.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,6 +44,9 @@ struct MoELayer {
   Routing<T> last;  // routing of the latest forward: losses and load statistics
   enum class Dispatch { Grouped, Loop } dispatch = Dispatch::Grouped;  // Loop: the reference
   DispatchOptions dispatch_options;  // of the grouped path: recompute instead of storing
+  int64_t first_expert = 0;          // the router's index of experts[0]
+  // When set: y of the routed experts for the layer's tokens [N, C] and its `last` routing.
+  std::function<Var<T>(MoELayer& layer, const Var<T>& tokens)> expert_parallel;
 
   MoELayer() = default;
   MoELayer(const RouterConfig& router_config, const ExpertConfig& expert_config, Rng& rng,
@@ -63,7 +72,9 @@ struct MoELayer {
       last = router(tokens);
     }
     Var<T> y;
-    if constexpr (std::is_same_v<ExpertT, Expert<T>>) {
+    if (expert_parallel) {
+      y = expert_parallel(*this, tokens);
+    } else if constexpr (std::is_same_v<ExpertT, Expert<T>>) {
       y = dispatch == Dispatch::Grouped
               ? dispatch_grouped(tokens, last.weights, last.plan, experts, dispatch_options)
               : dispatch_loop(tokens, last.weights, last.plan, experts);
@@ -76,7 +87,8 @@ struct MoELayer {
 
   void visit(const ModuleVisitor<T>& v) {
     v.child("router", router);
-    for (size_t e = 0; e < experts.size(); ++e) v.child("experts." + std::to_string(e), experts[e]);
+    for (size_t e = 0; e < experts.size(); ++e)
+      v.child("experts." + std::to_string(first_expert + int64_t(e)), experts[e]);
     for (size_t s = 0; s < shared_experts.size(); ++s)
       v.child("shared_experts." + std::to_string(s), shared_experts[s]);
   }

@@ -19,8 +19,9 @@
 
 namespace minimoe {
 
+// The sum of the squares of all gradients (grad_norm squared).
 template <typename T>
-double grad_norm(const std::vector<Var<T>>& params) {
+double grad_squared_norm(const std::vector<Var<T>>& params) {
   // Fixed blocks, each summed with Eigen's vectorised reduction and added in order: the same
   // bits for any thread count.
   constexpr int64_t kBlock = 16384;
@@ -42,13 +43,18 @@ double grad_norm(const std::vector<Var<T>>& params) {
     }
     for (double s : partial) sum += s;
   }
-  return std::sqrt(sum);
+  return sum;
 }
 
-// Returns the norm before clipping. max_norm <= 0 only measures.
 template <typename T>
-double clip_grad_norm(const std::vector<Var<T>>& params, double max_norm) {
-  const double norm = grad_norm(params);
+double grad_norm(const std::vector<Var<T>>& params) {
+  return std::sqrt(grad_squared_norm(params));
+}
+
+// Scales the gradients so that their global norm, measured as `norm` (over these parameters
+// and possibly others elsewhere), becomes max_norm when it exceeds it. Returns norm.
+template <typename T>
+double clip_grad_to_norm(const std::vector<Var<T>>& params, double norm, double max_norm) {
   if (max_norm <= 0.0 || !std::isfinite(norm) || norm <= max_norm) return norm;
   const T scale = static_cast<T>(max_norm / norm);
   for (const Var<T>& p : params) {
@@ -57,6 +63,12 @@ double clip_grad_norm(const std::vector<Var<T>>& params, double max_norm) {
     g.array() *= scale;
   }
   return norm;
+}
+
+// Returns the norm before clipping. max_norm <= 0 only measures.
+template <typename T>
+double clip_grad_norm(const std::vector<Var<T>>& params, double max_norm) {
+  return clip_grad_to_norm(params, grad_norm(params), max_norm);
 }
 
 }  // namespace minimoe

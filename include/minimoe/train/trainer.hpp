@@ -25,6 +25,13 @@
 // checksum at every save). Evaluation splits the validation batches over the ranks. Only rank
 // 0 writes checkpoints, and a checkpoint is the same file one process would write, so runs
 // move freely between one process and many (docs/distributed.md).
+//
+// Expert parallelism: given also a group size G > 1, the R ranks form R / G groups of G that
+// split every MoE layer's experts (distributed/expert_parallel.hpp): rank r holds experts
+// [g E/G, (g + 1) E/G), g = r % G, and its AdamW state; routed rows travel to their experts'
+// ranks and back. The replicated parameters are averaged over all R ranks as above, each
+// expert's over the R / G ranks that hold it. The gradient norm adds every expert once, and
+// checkpoints gather the experts on rank 0, so they are still the single-process file.
 #pragma once
 
 #include <chrono>
@@ -32,10 +39,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "minimoe/data/dataset.hpp"
 #include "minimoe/distributed/data_parallel.hpp"
+#include "minimoe/distributed/expert_parallel.hpp"
 #include "minimoe/distributed/gradient_reducer.hpp"
 #include "minimoe/optim/clip.hpp"
 #include "minimoe/train/checkpoint.hpp"
@@ -82,13 +91,20 @@ struct EvalReport {
 
 // Validation loss per domain, over at most max_batches batches of each domain's validation
 // split, in evaluation mode (the model is left in it). With a group, rank r evaluates the
-// batches i with i % R == r and the sums are added up: every rank gets the whole report.
+// batches i with i % R == r and the sums are added up: every rank gets the whole report. With
+// expert parallelism over groups of G ranks, the G ranks of a group run every forward
+// together: group r / G evaluates the batches i with i % (R / G) == r / G, each of its ranks
+// runs the whole batch, and its first rank counts it.
 template <typename T>
 EvalReport evaluate_model(GPT<T>& model, const Dataset& data, int64_t batch, int64_t context,
-                          int64_t max_batches, ProcessGroup* group = nullptr) {
+                          int64_t max_batches, ProcessGroup* group = nullptr,
+                          int64_t expert_parallel = 1) {
   NoGradGuard no_grad;
   set_training(model, false);
   EvalReport report;
+  const int64_t groups = group != nullptr ? group->size() / expert_parallel : 1;
+  const int64_t my_group = group != nullptr ? group->rank() / expert_parallel : 0;
+  const bool counts = group == nullptr || group->rank() % expert_parallel == 0;
   double sum = 0;
   int64_t count = 0;
   for (int64_t d = 0; d < data.num_domains(); ++d) {
@@ -99,9 +115,11 @@ EvalReport evaluate_model(GPT<T>& model, const Dataset& data, int64_t batch, int
     data.for_each_eval_batch(
         d, batch, context,
         [&](const Batch& b) {
-          if (group != nullptr && index++ % group->size() != group->rank()) return;
+          if (group != nullptr && index++ % groups != my_group) return;
+          const Var<T> logits = model(b.ids);
+          if (!counts) return;
           const int64_t n = b.targets.numel();
-          domain_sum += double(cross_entropy(model(b.ids), b.targets).item()) * double(n);
+          domain_sum += double(cross_entropy(logits, b.targets).item()) * double(n);
           e.tokens += n;
         },
         max_batches);
@@ -124,14 +142,16 @@ template <typename T>
 class Trainer {
  public:
   // group: the data-parallel ranks, or nullptr (or a group of one) for a single process.
+  // expert_parallel: G, the ranks that split the experts (1: every rank holds all of them).
   Trainer(GPT<T>& model, const Dataset& data, const TrainOptions& options,
-          ProcessGroup* group = nullptr)
+          ProcessGroup* group = nullptr, int64_t expert_parallel = 1)
       : model_(model),
         data_(data),
         options_(options),
+        group_(group != nullptr && group->size() > 1 ? group : nullptr),
+        experts_(split_experts(model, group_, expert_parallel)),
         optimizer_(named_parameters(model), options.adamw),
-        params_(parameters(model)),
-        group_(group != nullptr && group->size() > 1 ? group : nullptr) {
+        params_(parameters(model)) {
     options_.validate();
     check<ValueError>(data.vocab_size() <= model.config.vocab_size,
                       "train: the data's vocabulary ({}) exceeds the model's ({})",
@@ -149,22 +169,32 @@ class Trainer {
                         "train: a batch of {} sequences does not split evenly over {} ranks; "
                         "pass a --batch-size divisible by the number of ranks",
                         options_.batch_size, group_->size());
-      broadcast_module(model_, *group_);
-      reducer_ = std::make_unique<GradientReducer<T>>(params_, *group_);
+      if (experts_) {  // which broadcast rank 0's weights already
+        replicated_params_ = experts_->replicated_parameters();
+        expert_params_ = experts_->expert_parameters();
+        reducer_ = std::make_unique<GradientReducer<T>>(replicated_params_, *group_);
+        // An expert's gradient sums the G ranks' shares already: the mean is over all R ranks.
+        expert_reducer_ = std::make_unique<GradientReducer<T>>(
+            expert_params_, experts_->replica_group(), GradientReducer<T>::kDefaultBucketBytes,
+            group_->size());
+      } else {
+        broadcast_module(model_, *group_);
+        reducer_ = std::make_unique<GradientReducer<T>>(params_, *group_);
+      }
     }
   }
 
   // Continues a checkpoint's run; c.model must be the model passed here (c.model itself).
-  Trainer(Checkpoint<T>& c, const Dataset& data, ProcessGroup* group = nullptr)
-      : Trainer(c.model, data, c.options, group) {
+  Trainer(Checkpoint<T>& c, const Dataset& data, ProcessGroup* group = nullptr,
+          int64_t expert_parallel = 1)
+      : Trainer(c.model, data, c.options, group, expert_parallel) {
     check<ValueError>(c.state.domain_tokens == state_.domain_tokens,
                       "train: the data differs from the checkpoint's (tokens per domain: {} now, "
                       "{} then)",
                       describe(state_.domain_tokens), describe(c.state.domain_tokens));
     state_ = c.state;
-    restore_optimizer(optimizer_, c);
-    if (group_ != nullptr)
-      check_replicas(replica_hash(), *group_, "the weights and training state");
+    restore_optimizer(optimizer_, c);  // under expert parallelism, this rank's experts' only
+    if (group_ != nullptr) check_all_replicas();
   }
 
   int64_t context() const {
@@ -180,8 +210,23 @@ class Trainer {
   // The data-parallel group, or nullptr when training in one process.
   ProcessGroup* group() const { return group_; }
   bool is_root() const { return group_ == nullptr || group_->is_root(); }
-  // Bytes of gradients (and their flags) each rank all-reduces per step; 0 in one process.
+  // Bytes of gradients (and their flags) each rank all-reduces per step over all ranks; 0 in
+  // one process. With expert parallelism, those of the replicated parameters only.
   int64_t gradient_bytes_per_step() const { return reducer_ ? reducer_->bytes_per_step() : 0; }
+  // Bytes of this rank's experts' gradients all-reduced over the ranks holding them per step.
+  int64_t expert_gradient_bytes_per_step() const {
+    return expert_reducer_ ? expert_reducer_->bytes_per_step() : 0;
+  }
+  // The split of the experts, or nullptr when every rank holds all of them.
+  ExpertParallel<T>* expert_parallel() const { return experts_.get(); }
+
+  // After the last step of an expert-parallel run: rank 0's model gets every expert and runs
+  // alone (a sample, save_model); the trainer takes no more steps. Every rank calls it.
+  void gather_experts() {
+    if (!experts_) return;
+    experts_->gather_to_root();
+    experts_gathered_ = true;
+  }
 
   // With a time budget: fixes the number of steps from the speed of the steps so far, keeping
   // `reserve` of the remaining time for evaluations and checkpoints.
@@ -197,6 +242,7 @@ class Trainer {
   }
 
   StepReport step() {
+    check_not_gathered();
     const auto start = std::chrono::steady_clock::now();
     StepReport r;
     r.step = state_.step;
@@ -233,9 +279,15 @@ class Trainer {
       // The last micro-batch's backward averages the accumulated gradients as they are ready;
       // a step already known to be skipped needs no average.
       const bool reduce = reducer_ && finite && micro == accum - 1;
-      if (reduce) reducer_->arm();
+      if (reduce) {
+        reducer_->arm();
+        if (expert_reducer_) expert_reducer_->arm();
+      }
       (l.total * T(1.0 / double(accum))).backward();
-      if (reduce) reducer_->finish();
+      if (reduce) {
+        reducer_->finish();
+        if (expert_reducer_) expert_reducer_->finish();
+      }
     }
     if (group_ != nullptr) sum_load(r.load);
     for (LayerLoad& load : r.load) {
@@ -244,7 +296,7 @@ class Trainer {
       for (double& f : load.fraction) f = total > 0 ? f / total : 0;
     }
     ProfileRegion region("optimizer");
-    r.grad_norm = finite ? clip_grad_norm(params_, options_.grad_clip) : NAN;
+    r.grad_norm = finite ? clip_gradients() : NAN;
     if (!finite || !std::isfinite(r.loss)) {
       r.skip_reason = "non-finite loss";
     } else if (!std::isfinite(r.grad_norm)) {
@@ -281,31 +333,45 @@ class Trainer {
 
   // Validation loss per domain over at most eval_batches batches each.
   EvalReport evaluate() {
-    EvalReport report = evaluate_model(model_, data_, options_.batch_size, context(),
-                                       options_.eval_batches, group_);
+    check_not_gathered();
+    EvalReport report =
+        evaluate_model(model_, data_, options_.batch_size, context(), options_.eval_batches, group_,
+                       experts_ ? experts_->group_size() : 1);
     report.step = state_.step;
     set_training(model_, true);
     return report;
   }
 
-  // Every rank calls it; in a group, the replicas are compared first and rank 0 writes.
+  // Every rank calls it; in a group, the replicas are compared first and rank 0 writes (with
+  // expert parallelism, after gathering every expert and its AdamW state).
   void save(const std::string& path, const std::string& tokenizer,
             const std::map<std::string, std::string>& extra = {}) {
-    if (group_ != nullptr)
-      check_replicas(replica_hash(), *group_, "the weights and training state");
-    if (is_root()) save_checkpoint(path, model_, optimizer_, state_, options_, tokenizer, extra);
+    check_not_gathered();
+    if (group_ != nullptr) check_all_replicas();
+    if (experts_) {
+      experts_->with_whole_model(optimizer_, [&](GPT<T>& whole, AdamW<T>& optimizer) {
+        save_checkpoint(path, whole, optimizer, state_, options_, tokenizer, extra);
+      });
+    } else if (is_root()) {
+      save_checkpoint(path, model_, optimizer_, state_, options_, tokenizer, extra);
+    }
   }
 
   // A checksum of what must be equal on every rank: weights, buffers, AdamW's moments and
-  // update count, the data order, the model's random streams and the step.
+  // update count, the data order, the model's random streams and the step. With expert
+  // parallelism, the experts' weights and moments are left out: see expert_hash.
   uint64_t replica_hash() {
     uint64_t h = hash_bytes(&state_.step, sizeof(state_.step));
     auto add_tensor = [&](const Tensor<T>& t) {
       const Tensor<T> c = t.contiguous();
       h = hash_bytes(c.data(), size_t(c.numel()) * sizeof(T), h);
     };
-    for (const auto& [name, t] : named_tensors(model_)) add_tensor(t);
+    std::unordered_set<const T*> experts;  // the experts' weights, by their storage
+    for (const Var<T>& p : expert_params_) experts.insert(p.value().data());
+    for (const auto& [name, t] : named_tensors(model_))
+      if (experts.count(t.data()) == 0) add_tensor(t);
     for (const auto& slot : optimizer_.slots()) {
+      if (experts_ && experts_->is_expert(slot.parameter)) continue;
       add_tensor(slot.m);
       add_tensor(slot.v);
     }
@@ -316,6 +382,19 @@ class Trainer {
     for (const auto& [name, rng] : named_rngs(model_)) {
       const Rng::Snapshot s = rng->snapshot();
       h = hash_bytes(s.words.data(), sizeof(s.words), h);
+    }
+    return h;
+  }
+
+  // A checksum of this rank's experts' weights and moments: equal on the ranks holding them.
+  uint64_t expert_hash() {
+    uint64_t h = 14695981039346656037ull;
+    for (const auto& slot : optimizer_.slots()) {
+      if (!experts_ || !experts_->is_expert(slot.parameter)) continue;
+      for (const Tensor<T>& t : {slot.parameter.value(), slot.m, slot.v}) {
+        const Tensor<T> c = t.contiguous();
+        h = hash_bytes(c.data(), size_t(c.numel()) * sizeof(T), h);
+      }
     }
     return h;
   }
@@ -333,6 +412,39 @@ class Trainer {
     std::string out;
     for (const auto& [name, n] : m) out += fmt::format("{}{}={}", out.empty() ? "" : " ", name, n);
     return out;
+  }
+
+  static std::unique_ptr<ExpertParallel<T>> split_experts(GPT<T>& model, ProcessGroup* group,
+                                                          int64_t size) {
+    check<ValueError>(size >= 1, "train: the expert-parallel size must be at least 1, got {}",
+                      size);
+    if (size == 1) return nullptr;
+    check<ValueError>(group != nullptr,
+                      "expert parallel: 1 rank does not form groups of {}: start a multiple of {} "
+                      "ranks with mpirun",
+                      size, size);
+    return std::make_unique<ExpertParallel<T>>(model, *group, size);
+  }
+
+  void check_not_gathered() const {
+    check<ValueError>(!experts_gathered_,
+                      "train: the experts were gathered on rank 0; the run cannot go on");
+  }
+
+  void check_all_replicas() {
+    check_replicas(replica_hash(), *group_, "the weights and training state");
+    if (experts_ && experts_->replica_group().size() > 1)
+      check_replicas(expert_hash(), experts_->replica_group(), "the experts' weights and moments");
+  }
+
+  // Clips to the global norm. With expert parallelism each expert's gradient lives on its
+  // ranks only: the first G ranks (one copy of every expert) add theirs up over all ranks.
+  double clip_gradients() {
+    if (!experts_) return clip_grad_norm(params_, options_.grad_clip);
+    double experts = experts_->replica() == 0 ? grad_squared_norm(expert_params_) : 0.0;
+    group_->all_reduce_sum(&experts, 1, "the sum of the experts' gradient norms");
+    const double norm = std::sqrt(grad_squared_norm(replicated_params_) + experts);
+    return clip_grad_to_norm(params_, norm, options_.grad_clip);
   }
 
   // The load statistics of the global batch: the ranks' counts added up.
@@ -369,10 +481,15 @@ class Trainer {
   GPT<T>& model_;
   const Dataset& data_;
   TrainOptions options_;
+  ProcessGroup* group_;
+  // Before the optimizer: it drops the other ranks' experts from the model.
+  std::unique_ptr<ExpertParallel<T>> experts_;
   AdamW<T> optimizer_;
   std::vector<Var<T>> params_;
-  ProcessGroup* group_;
-  std::unique_ptr<GradientReducer<T>> reducer_;  // in a group only
+  std::vector<Var<T>> replicated_params_, expert_params_;  // expert parallelism only
+  std::unique_ptr<GradientReducer<T>> reducer_;            // in a group only
+  std::unique_ptr<GradientReducer<T>> expert_reducer_;     // with expert parallelism
+  bool experts_gathered_ = false;
   TrainState state_;
   int64_t bad_in_a_row_ = 0;
 };
