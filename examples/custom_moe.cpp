@@ -84,7 +84,7 @@ int main() {
       }
     }
     Var<float> loss = cross_entropy(model(ids), targets);
-    Var<float> aux = model.blocks[0].moe.last.aux_loss + model.blocks[1].moe.last.aux_loss;
+    Var<float> aux = model.blocks[0].moe.last.aux_loss() + model.blocks[1].moe.last.aux_loss();
     (loss + 0.01f * aux).backward();
     optimizer.step(3e-3);
     optimizer.zero_grad();

@@ -21,7 +21,7 @@
 //   C[i, j] = sum_p a[i][p] w[j * ldw + p]      i < m <= MR, j < ncols, p < k
 //
 // It streams W in its Linear layout ([out, in], rows contiguous) exactly once, each loaded
-// vector feeding the m rows, and sums each output in registers before one horizontal add.
+// vector feeding the m rows, with several W rows in flight and their sums reduced together.
 //
 //   k.dot(kc, a_rows, m, w, ldw, ncols, c, ldc);           // an m x ncols block of C
 //
@@ -170,90 +170,151 @@ MINIMOE_TARGET_AVX2 inline float hsum_avx2(__m256 v) {
   return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
 }
 
-// Two accumulators per row over 16 floats a step keep two FMAs in flight even for m = 1.
+// The four sums {sum(v0), sum(v1), sum(v2), sum(v3)}, without leaving the registers.
+MINIMOE_TARGET_AVX2 inline __m128 hsum4_avx2(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+  const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(v0, v1), _mm256_hadd_ps(v2, v3));
+  return _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+}
+
+// The two halves added, through masked extracts: GCC 12's unmasked ones (and the 512 -> 256
+// casts built on them) trip its own -Wuninitialized.
+MINIMOE_TARGET_AVX512 inline __m256 fold_avx512(__m512 v) {
+  const __m512d d = _mm512_castps_pd(v);
+  return _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, d, 0)),
+                       _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, d, 1)));
+}
+
+// C[i, j..j+CB) for M rows against CB rows of W at once: M * CB independent accumulators keep
+// the FMA units busy even for one row, each loaded W vector feeds the M rows, and the CB sums
+// of a row are reduced together in registers (a horizontal add per output would cost as much
+// as the dot itself at the k of a small model). The accumulators and the M loaded A vectors
+// must fit in the registers: AVX2 (16 ymm) takes strips of up to 2 rows, AVX-512 (32 zmm) up
+// to 4; DotAvx2 and DotAvx512 split taller strips.
+template <int M, int CB>
+MINIMOE_TARGET_AVX2 void dot_block_avx2(int64_t k, const float* const* a, const float* w,
+                                        int64_t ldw, float* c, int64_t ldc) {
+  static_assert(CB % 4 == 0 && M * CB + M < 16, "accumulators must fit in the registers");
+  const int64_t k8 = k / 8 * 8;
+  __m256 s[M][CB];
+#pragma GCC unroll 32
+  for (int i = 0; i < M * CB; ++i) s[i / CB][i % CB] = _mm256_setzero_ps();
+  for (int64_t p = 0; p < k8; p += 8) {
+    __m256 av[M];
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) av[i] = _mm256_loadu_ps(a[i] + p);
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) {
+      const __m256 wj = _mm256_loadu_ps(w + j * ldw + p);
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i) s[i][j] = _mm256_fmadd_ps(av[i], wj, s[i][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < CB; j += 4) {
+      alignas(16) float sums[4];
+      _mm_store_ps(sums, hsum4_avx2(s[i][j], s[i][j + 1], s[i][j + 2], s[i][j + 3]));
+      for (int q = 0; q < 4; ++q) {
+        const float* wq = w + (j + q) * ldw;
+        for (int64_t p = k8; p < k; ++p) sums[q] += a[i][p] * wq[p];
+        c[i * ldc + j + q] = sums[q];
+      }
+    }
+}
+
 template <int M>
 MINIMOE_TARGET_AVX2 void dot_rows_avx2(int64_t k, const float* const* a, const float* w,
                                        int64_t ldw, int64_t ncols, float* c, int64_t ldc) {
-  const int64_t k16 = k / 16 * 16, k8 = k / 8 * 8;
-  for (int64_t j = 0; j < ncols; ++j, w += ldw) {
-    __m256 s0[M], s1[M];
-#pragma GCC unroll 8
-    for (int i = 0; i < M; ++i) s0[i] = s1[i] = _mm256_setzero_ps();
-    int64_t p = 0;
-    for (; p < k16; p += 16) {
-      const __m256 w0 = _mm256_loadu_ps(w + p), w1 = _mm256_loadu_ps(w + p + 8);
-#pragma GCC unroll 8
-      for (int i = 0; i < M; ++i) {
-        s0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p), w0, s0[i]);
-        s1[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p + 8), w1, s1[i]);
-      }
-    }
-    if (p < k8) {
-      const __m256 w0 = _mm256_loadu_ps(w + p);
-#pragma GCC unroll 8
-      for (int i = 0; i < M; ++i) s0[i] = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p), w0, s0[i]);
-      p += 8;
-    }
-#pragma GCC unroll 8
+  constexpr int CB = M == 1 ? 8 : 4;
+  int64_t j = 0;
+  for (; j + CB <= ncols; j += CB) dot_block_avx2<M, CB>(k, a, w + j * ldw, ldw, c + j, ldc);
+  for (; j < ncols; ++j)  // the last columns, one at a time
+#pragma GCC unroll 4
     for (int i = 0; i < M; ++i) {
-      float sum = hsum_avx2(_mm256_add_ps(s0[i], s1[i]));
-      for (int64_t q = p; q < k; ++q) sum += a[i][q] * w[q];
-      c[i * ldc + j] = sum;
+      __m256 sum = _mm256_setzero_ps();
+      int64_t p = 0;
+      for (; p + 8 <= k; p += 8)
+        sum = _mm256_fmadd_ps(_mm256_loadu_ps(a[i] + p), _mm256_loadu_ps(w + j * ldw + p), sum);
+      float total = hsum_avx2(sum);
+      for (; p < k; ++p) total += a[i][p] * w[j * ldw + p];
+      c[i * ldc + j] = total;
     }
-  }
 }
 
-// Through memory: GCC 12's _mm512_reduce_add_ps trips its own -Wmaybe-uninitialized.
-MINIMOE_TARGET_AVX512 inline float hsum_avx512(__m512 v) {
-  alignas(64) float lanes[16];
-  _mm512_store_ps(lanes, v);
-  return hsum_avx2(_mm256_add_ps(_mm256_load_ps(lanes), _mm256_load_ps(lanes + 8)));
+template <int M, int CB>
+MINIMOE_TARGET_AVX512 void dot_block_avx512(int64_t k, const float* const* a, const float* w,
+                                            int64_t ldw, float* c, int64_t ldc) {
+  static_assert(CB % 4 == 0 && M * CB + M < 32, "accumulators must fit in the registers");
+  const int64_t k16 = k / 16 * 16;
+  __m512 s[M][CB];
+#pragma GCC unroll 32
+  for (int i = 0; i < M * CB; ++i) s[i / CB][i % CB] = _mm512_setzero_ps();
+  for (int64_t p = 0; p < k; p += 16) {  // the last step masked: nothing read past k
+    const __mmask16 mask =
+        p < k16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (k - k16)) - 1);
+    __m512 av[M];
+#pragma GCC unroll 4
+    for (int i = 0; i < M; ++i) av[i] = _mm512_maskz_loadu_ps(mask, a[i] + p);
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) {
+      const __m512 wj = _mm512_maskz_loadu_ps(mask, w + j * ldw + p);
+#pragma GCC unroll 4
+      for (int i = 0; i < M; ++i) s[i][j] = _mm512_fmadd_ps(av[i], wj, s[i][j]);
+    }
+  }
+#pragma GCC unroll 4
+  for (int i = 0; i < M; ++i)
+#pragma GCC unroll 2
+    for (int j = 0; j < CB; j += 4)
+      _mm_storeu_ps(c + i * ldc + j,
+                    hsum4_avx2(fold_avx512(s[i][j]), fold_avx512(s[i][j + 1]),
+                               fold_avx512(s[i][j + 2]), fold_avx512(s[i][j + 3])));
 }
 
 template <int M>
 MINIMOE_TARGET_AVX512 void dot_rows_avx512(int64_t k, const float* const* a, const float* w,
                                            int64_t ldw, int64_t ncols, float* c, int64_t ldc) {
-  const int64_t k32 = k / 32 * 32, k16 = k / 16 * 16;
-  for (int64_t j = 0; j < ncols; ++j, w += ldw) {
-    __m512 s0[M], s1[M];
-#pragma GCC unroll 8
-    for (int i = 0; i < M; ++i) s0[i] = s1[i] = _mm512_setzero_ps();
-    int64_t p = 0;
-    for (; p < k32; p += 32) {
-      const __m512 w0 = _mm512_loadu_ps(w + p), w1 = _mm512_loadu_ps(w + p + 16);
-#pragma GCC unroll 8
-      for (int i = 0; i < M; ++i) {
-        s0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p), w0, s0[i]);
-        s1[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p + 16), w1, s1[i]);
-      }
-    }
-    if (p < k16) {
-      const __m512 w0 = _mm512_loadu_ps(w + p);
-#pragma GCC unroll 8
-      for (int i = 0; i < M; ++i) s0[i] = _mm512_fmadd_ps(_mm512_loadu_ps(a[i] + p), w0, s0[i]);
-      p += 16;
-    }
-#pragma GCC unroll 8
+  constexpr int CB = M == 1 ? 8 : 4;
+  int64_t j = 0;
+  for (; j + CB <= ncols; j += CB) dot_block_avx512<M, CB>(k, a, w + j * ldw, ldw, c + j, ldc);
+  for (; j < ncols; ++j)  // the last columns, one at a time
+#pragma GCC unroll 4
     for (int i = 0; i < M; ++i) {
-      float sum = hsum_avx512(_mm512_add_ps(s0[i], s1[i]));
-      for (int64_t q = p; q < k; ++q) sum += a[i][q] * w[q];
-      c[i * ldc + j] = sum;
+      __m512 sum = _mm512_setzero_ps();
+      for (int64_t p = 0; p < k; p += 16) {
+        const __mmask16 mask =
+            k - p >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (k - p)) - 1);
+        sum = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a[i] + p),
+                              _mm512_maskz_loadu_ps(mask, w + j * ldw + p), sum);
+      }
+      c[i * ldc + j] = hsum_avx2(fold_avx512(sum));
     }
-  }
 }
 
+// A taller strip goes in parts; the parts after the first read the W block from L1.
 struct DotAvx2 {
   template <int M>
   static void rows(int64_t k, const float* const* a, const float* w, int64_t ldw, int64_t ncols,
                    float* c, int64_t ldc) {
-    dot_rows_avx2<M>(k, a, w, ldw, ncols, c, ldc);
+    if constexpr (M > 2) {
+      dot_rows_avx2<2>(k, a, w, ldw, ncols, c, ldc);
+      rows<M - 2>(k, a + 2, w, ldw, ncols, c + 2 * ldc, ldc);
+    } else {
+      dot_rows_avx2<M>(k, a, w, ldw, ncols, c, ldc);
+    }
   }
 };
 struct DotAvx512 {
   template <int M>
   static void rows(int64_t k, const float* const* a, const float* w, int64_t ldw, int64_t ncols,
                    float* c, int64_t ldc) {
-    dot_rows_avx512<M>(k, a, w, ldw, ncols, c, ldc);
+    if constexpr (M > 4) {
+      dot_rows_avx512<4>(k, a, w, ldw, ncols, c, ldc);
+      rows<M - 4>(k, a + 4, w, ldw, ncols, c + 4 * ldc, ldc);
+    } else {
+      dot_rows_avx512<M>(k, a, w, ldw, ncols, c, ldc);
+    }
   }
 };
 #endif  // MINIMOE_GEMM_X86

@@ -33,13 +33,10 @@
 #include <functional>
 #include <vector>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
 #include "minimoe/error.hpp"
 #include "minimoe/kernels/gemm_microkernel.hpp"
 #include "minimoe/kernels/pack.hpp"
+#include "minimoe/kernels/parallel.hpp"
 
 namespace minimoe {
 
@@ -124,14 +121,6 @@ int64_t indexed_rows(const T* a, int64_t lda, const int32_t* index, int64_t r, i
                      const T** ptrs) {
   for (int i = 0; i < rows; ++i) ptrs[i] = a + (index ? int64_t{index[r + i]} : r + i) * lda + p0;
   return 1;
-}
-
-inline int max_threads() {
-#ifdef _OPENMP
-  return omp_get_max_threads();
-#else
-  return 1;
-#endif
 }
 
 template <typename T>
@@ -286,6 +275,13 @@ class GemmPhase {
 
   bool empty() const { return tasks_.empty(); }
 
+  // Multiply-adds of all tasks added so far.
+  double cost() const {
+    double sum = 0;
+    for (const detail::GemmTask& t : tasks_) sum += t.cost;
+    return sum;
+  }
+
   // Runs every task; call from all threads of a parallel region (ends with its barrier).
   void run() {
 #pragma omp single
@@ -303,10 +299,11 @@ class GemmPhase {
     }
   }
 
-  // run() in a parallel region of its own.
+  // run() in a parallel region of its own; products too small to repay waking the threads
+  // run on the calling one.
   void run_parallel() {
     if (tasks_.empty()) return;
-#pragma omp parallel num_threads(threads_)
+#pragma omp parallel num_threads(threads_) if (threads_ > 1 && detail::worth_parallel(cost()))
     run();
   }
 

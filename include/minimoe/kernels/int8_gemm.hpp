@@ -163,16 +163,7 @@ MINIMOE_TARGET_AVX512 inline __m512 widen16_avx512(const int8_t* q) {
       all, _mm512_maskz_cvtepi8_epi32(all, _mm_loadu_si128(reinterpret_cast<const __m128i*>(q))));
 }
 
-// In registers, with masks for the same reason (GCC 12 casts to __m256 through an unmasked
-// extract too).
-MINIMOE_TARGET_AVX512 inline float hsum16_avx512(__m512 v) {
-  const __m512d d = _mm512_castps_pd(v);
-  const __m256 h = _mm256_add_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, d, 0)),
-                                 _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xFF, d, 1)));
-  const __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-  const __m128 pair = _mm_add_ps(q, _mm_movehl_ps(q, q));
-  return _mm_cvtss_f32(_mm_add_ss(pair, _mm_movehdup_ps(pair)));
-}
+MINIMOE_TARGET_AVX512 inline float hsum16_avx512(__m512 v) { return hsum_avx2(fold_avx512(v)); }
 
 struct Int8DotAvx512 {
   template <int M, int J>
@@ -318,10 +309,6 @@ struct Int8GroupedProduct {
 // The tasks of several int8 products, run as one dynamic pool (as GemmPhase).
 class Int8Phase {
  public:
-  // About 10 us of work on one core: below it, a parallel region's start and barrier (a few us
-  // on a busy machine) eat the gain.
-  static constexpr double kParallelCost = 1 << 17;
-
   explicit Int8Phase(const Int8Kernel& kernel = int8_kernel(), int threads = detail::max_threads())
       : kernel_(kernel), threads_(std::max(threads, 1)) {}
 
@@ -356,8 +343,7 @@ class Int8Phase {
   // run on the calling one.
   void run_parallel() {
     if (tasks_.empty()) return;
-    [[maybe_unused]] const bool parallel = threads_ > 1 && cost() >= kParallelCost;
-#pragma omp parallel num_threads(threads_) if (parallel)
+#pragma omp parallel num_threads(threads_) if (threads_ > 1 && detail::worth_parallel(cost()))
     run();
   }
 
@@ -425,8 +411,7 @@ inline void int8_matmul(int64_t m, int64_t n, int64_t k, const float* a, const i
       for (int64_t j = j0; j < j1; ++j) c[r * n + j] += bias[j];
   };
   const int mr = kernel.tile.mr;
-  if (m <= detail::kDotStrips * mr &&
-      double(m) * double(n) * double(k) < Int8Phase::kParallelCost) {
+  if (m <= detail::kDotStrips * mr && !detail::worth_parallel(double(m) * double(n) * double(k))) {
     // A small decoding product (a small model's projections): the row-dot kernel directly, as
     // a task of the phase would run it, without building one.
     const float* ap[kGemmMaxMR];

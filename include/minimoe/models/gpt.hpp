@@ -192,8 +192,8 @@ struct GPT {
     for (Block<T>& b : blocks) {
       if (!b.is_moe) continue;
       const Routing<T>& r = b.moe.last;
-      l.aux_loss = l.aux_loss.defined() ? l.aux_loss + r.aux_loss : r.aux_loss;
-      l.z_loss = l.z_loss.defined() ? l.z_loss + r.z_loss : r.z_loss;
+      l.aux_loss = l.aux_loss.defined() ? l.aux_loss + r.aux_loss() : r.aux_loss();
+      l.z_loss = l.z_loss.defined() ? l.z_loss + r.z_loss() : r.z_loss();
     }
     if (l.aux_loss.defined()) {
       if (config.aux_loss_weight > 0) l.total = l.total + l.aux_loss * config.aux_loss_weight;

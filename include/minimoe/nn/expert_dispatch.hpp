@@ -209,7 +209,7 @@ inline Var<float> dispatch_grouped_int8(const Var<float>& tokens, const Var<floa
   if (bias) down_product.epilogue = DownBiasEpilogue<float>{O.data(), C, down.bias.data()};
   down_phase.add(down_product);
 
-#pragma omp parallel
+#pragma omp parallel if (detail::worth_parallel(up_phase.cost() + down_phase.cost()))
   {
     up_phase.run();
     down_phase.run();
@@ -345,7 +345,7 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
   if (bias) down.epilogue = detail::DownBiasEpilogue<T>{o_data, C, b_down.data()};
   down_phase.add(down);
 
-#pragma omp parallel
+#pragma omp parallel if (detail::worth_parallel(up_phase.cost() + down_phase.cost()))
   {
     up_phase.run();
     down_phase.run();
@@ -471,7 +471,7 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
           phase2.add(dxr);
         }
 
-#pragma omp parallel
+#pragma omp parallel if (detail::worth_parallel(phase1.cost() + phase2.cost()))
         {
 #pragma omp for schedule(static) nowait
           for (int64_t r = 0; r < R; ++r) {  // dO[r] = w[pair(r)] dy[token(r)]

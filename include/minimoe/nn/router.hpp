@@ -3,7 +3,7 @@
 //   Router<float> router(config, rng);
 //   Routing<float> r = router(x);    // x [N, C]
 //   // r.experts [N, K] chosen experts, r.weights [N, K] combine weights (differentiable),
-//   // r.plan groups the (token, slot) pairs by expert, r.aux_loss / r.z_loss are scalars.
+//   // r.plan groups the (token, slot) pairs by expert, r.aux_loss() / r.z_loss() are scalars.
 //
 // The math (docs/routing.md has the derivations):
 //   logits = x W_g^T (+ b)                         [N, E]
@@ -63,13 +63,21 @@ struct RouterConfig {
   }
 };
 
+// The losses are built when asked for, from the forward's logits and probabilities: decoding
+// never asks, and would otherwise pay for a few ops per layer and token.
 template <typename T>
 struct Routing {
   Tensor<int32_t> experts;  // [N, K]
   Var<T> weights;           // [N, K]
-  Var<T> aux_loss;          // scalar
-  Var<T> z_loss;            // scalar
   RoutingPlan plan;
+  Var<T> logits, probs;  // [N, E]
+  Tensor<T> fraction;    // f_e [E] of the batch (over the data-parallel ranks, if any)
+
+  Var<T> aux_loss() const {  // scalar
+    const T E = static_cast<T>(fraction.numel());
+    return E * sum(mean(probs, 0) * Var<T>(fraction));
+  }
+  Var<T> z_loss() const { return mean(square(logsumexp(logits))); }  // scalar
 };
 
 template <typename T>
@@ -104,13 +112,12 @@ struct Router {
     check<ShapeError>(x.dim() == 2 && x.size(1) == config.d_model,
                       "router: input of shape {} is not [N, {}]", x.shape(), config.d_model);
     const int64_t N = x.size(0), E = config.n_experts, K = config.top_k;
-    const Var<T> logits = gate(training && config.jitter > 0 ? jittered(x) : x);  // [N, E]
-    const Var<T> probs = softmax(logits);                                         // [N, E]
-
     Routing<T> r;
-    r.experts = select_top_k(probs.value());
+    r.logits = gate(training && config.jitter > 0 ? jittered(x) : x);
+    r.probs = softmax(r.logits);
+    r.experts = select_top_k(r.probs.value());
     r.plan = make_routing_plan(r.experts.data(), N, K, E, capacity(N));
-    Var<T> weights = gather(probs, r.experts);  // [N, K]
+    Var<T> weights = gather(r.probs, r.experts);  // [N, K]
     if (config.normalize_topk) weights = weights / sum(weights, -1, /*keepdim=*/true);
     r.weights = weights;
 
@@ -118,11 +125,10 @@ struct Router {
     counts.push_back(N * K);
     if (sum_counts) sum_counts(counts);
     const int64_t pairs = counts.back();
-    Tensor<T> fraction({E});  // f_e, a constant for the loss
+    r.fraction = Tensor<T>::empty({E});  // a constant for the loss
     for (int64_t e = 0; e < E; ++e)
-      fraction.data()[e] = static_cast<T>(counts[e]) / static_cast<T>(std::max<int64_t>(pairs, 1));
-    r.aux_loss = static_cast<T>(E) * sum(mean(probs, 0) * Var<T>(fraction));
-    r.z_loss = mean(square(logsumexp(logits)));
+      r.fraction.data()[e] =
+          static_cast<T>(counts[e]) / static_cast<T>(std::max<int64_t>(pairs, 1));
 
     if (training && config.aux_free_balancing) update_selection_bias(counts);
     return r;

@@ -21,6 +21,7 @@
 #include <Eigen/Core>
 
 #include "minimoe/autograd/var.hpp"
+#include "minimoe/kernels/parallel.hpp"
 
 namespace minimoe {
 
@@ -91,7 +92,7 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
   Tensor<T> out({B, Tq, H, D});
   Tensor<T> probs = record ? Tensor<T>({B, H, Tq, Tk}) : Tensor<T>();  // P, kept for backward
 
-#pragma omp parallel
+#pragma omp parallel if (detail::worth_parallel(double(B * H) * double(Tq * Tk) * double(D)))
   {
     detail::RowMatrix<T> p(Tq, Tk);  // [Tq, Tk]
 #pragma omp for schedule(static)
@@ -131,7 +132,7 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
         Tensor<T> dq(qc.shape()), dk(kc.shape()), dv(vc.shape());
     // One thread owns each (batch, kv head): the query heads of its group add into the
     // same dK, dV without races, in a fixed order.
-#pragma omp parallel
+#pragma omp parallel if (detail::worth_parallel(double(B * H) * double(Tq * Tk) * double(D)))
         {
           detail::RowMatrix<T> dp(Tq, Tk);  // [Tq, Tk]
 #pragma omp for schedule(static)

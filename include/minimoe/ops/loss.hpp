@@ -16,6 +16,7 @@
 #include <Eigen/Core>
 
 #include "minimoe/autograd/var.hpp"
+#include "minimoe/kernels/parallel.hpp"
 
 namespace minimoe {
 
@@ -53,7 +54,7 @@ Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
   // would round log(sum) to the precision of max (about 1e-3 for float logits of 1e4).
   Tensor<T> row_max({rows}), log_sum({rows});
   double total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static)
+#pragma omp parallel for reduction(+ : total) schedule(static) if (detail::worth_parallel(double(rows) * double(V)))
   for (int64_t r = 0; r < rows; ++r) {
     const T* x = xc.data() + r * V;
     const T max = *std::max_element(x, x + V);
@@ -72,7 +73,7 @@ Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
                         const std::vector<Var<T>>& in, const Tensor<T>& g) {
                       const T s = g.item() * scale;
                       Tensor<T> dx(xc.shape());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(V)))
                       for (int64_t r = 0; r < rows; ++r) {
                         const int32_t t = tc.data()[r];
                         if (t == ignore_index) continue;

@@ -81,8 +81,9 @@ struct GemmOperand {
   bool shared = false;
 };
 
-// out_i += op(a_i) op(b_i) for i < batch; with `reduce_into_one` every product is added into
-// the single matrix out_0 (the gradient of a shared operand). `out` holds zeros on entry.
+// out_i = op(a_i) op(b_i) for i < batch; with `reduce_into_one` out_0 = the sum of the
+// products (the gradient of a shared operand), which needs `out` zero on entry only when
+// batch is 0. Otherwise `out` may hold anything: every element is overwritten.
 template <typename T>
 void batched_gemm(const GemmOperand<T>& a, const GemmOperand<T>& b, Tensor<T>& out, int64_t batch,
                   bool reduce_into_one = false) {
@@ -96,6 +97,7 @@ void batched_gemm(const GemmOperand<T>& a, const GemmOperand<T>& b, Tensor<T>& o
     const auto ai = matrix_at(a.t, a.shared ? 0 : i, a.rows, a.cols);
     const auto bi = matrix_at(b.t, b.shared ? 0 : i, b.rows, b.cols);
     auto oi = matrix_at(out, reduce_into_one ? 0 : i, m, n);
+    if (!reduce_into_one || i == 0) oi.setZero();
     if (!a.transposed && !b.transposed) oi.noalias() += ai * bi;
     if (!a.transposed && b.transposed) oi.noalias() += ai * bi.transpose();
     if (a.transposed && !b.transposed) oi.noalias() += ai.transpose() * bi;
@@ -121,7 +123,7 @@ Var<T> matmul(const Var<T>& a, const Var<T>& b, bool transpose_a = false,
   const int64_t a_rows = transpose_a ? s.k : m, a_cols = transpose_a ? m : s.k;
   const int64_t b_rows = transpose_b ? s.n : s.k, b_cols = transpose_b ? s.k : s.n;
 
-  Tensor<T> out(s.out);
+  Tensor<T> out = Tensor<T>::empty(s.out);
   detail::batched_gemm(Operand{ac, a_rows, a_cols, transpose_a},
                        Operand{bc, b_rows, b_cols, transpose_b, s.shared_b}, out, batch);
 

@@ -12,6 +12,7 @@
 #include <cmath>
 
 #include "minimoe/autograd/var.hpp"
+#include "minimoe/kernels/parallel.hpp"
 
 namespace minimoe {
 
@@ -34,7 +35,7 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
   const int64_t C = x.size(-1), rows = C == 0 ? 0 : xc.numel() / C;
   Tensor<T> xhat(xc.shape());
   Tensor<T> rstd({rows});
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
   for (int64_t r = 0; r < rows; ++r) {
     const T* in = xc.data() + r * C;
     T* out = xhat.data() + r * C;
@@ -86,7 +87,7 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
                       }
                       if (!in[0].requires_grad()) return;
                       Tensor<T> dx(xhat.shape());
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
                       for (int64_t r = 0; r < rows; ++r) {
                         const T* gr = gc.data() + r * C;
                         const T* xh = xhat.data() + r * C;

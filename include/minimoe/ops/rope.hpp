@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "minimoe/autograd/var.hpp"
+#include "minimoe/kernels/parallel.hpp"
 
 namespace minimoe {
 
@@ -33,7 +34,7 @@ Tensor<T> rotate_pairs(const Tensor<T>& x, int64_t position_offset, double base,
   Tensor<T> out(x.shape());
   const T* px = x.data();
   T* po = out.data();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(x.numel())))
   for (int64_t bt = 0; bt < B * T_; ++bt) {
     const T* c = cos_table.data() + (bt % T_) * half;
     const T* s = sin_table.data() + (bt % T_) * half;

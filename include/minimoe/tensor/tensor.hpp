@@ -114,7 +114,11 @@ class Tensor {
   const Shape& strides() const { return strides_; }
   int64_t dim() const { return static_cast<int64_t>(shape_.size()); }
   int64_t size(int64_t axis) const { return shape_[normalize_axis(axis, dim(), "size")]; }
-  int64_t numel() const { return defined() ? numel_of(shape_) : 0; }
+  int64_t numel() const {  // the shape was checked when it was made: a plain product
+    int64_t n = defined() ? 1 : 0;
+    for (int64_t extent : shape_) n *= extent;
+    return n;
+  }
   int64_t offset() const { return offset_; }
 
   bool is_contiguous() const {
