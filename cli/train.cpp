@@ -255,7 +255,7 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
                     group->size(), o.batch_size / group->size(),
                     double(trainer->gradient_bytes_per_step()) / double(1 << 20)));
   const ExpertParallel<float>* experts = trainer->expert_parallel();
-  if (experts != nullptr)
+  if (experts != nullptr && group != nullptr)  // expert parallelism needs a group
     progress.print(fmt::format(
         "expert parallel: {} ranks = {} data x {} expert, each holding {} of the {} experts of "
         "every MoE layer; {:.2f} MiB of expert gradients all-reduced over each expert's {} "

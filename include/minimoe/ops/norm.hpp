@@ -63,7 +63,9 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
       for (int64_t c = 0; c < C; ++c) yr[c] += bc.data()[c];
   }
 
-  std::vector<Var<T>> inputs{x};
+  std::vector<Var<T>> inputs;  // reserved first: GCC 12 misreads a push onto a list-built one
+  inputs.reserve(3);
+  inputs.push_back(x);
   if (weight.defined()) inputs.push_back(weight);
   if (bias.defined()) inputs.push_back(bias);
   const bool has_weight = weight.defined(), has_bias = bias.defined();
