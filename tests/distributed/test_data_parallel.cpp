@@ -9,27 +9,10 @@
 #include <minimoe/train/trainer.hpp>
 
 #include "../train/train_fixtures.hpp"
+#include "replica_checks.hpp"
 
 using namespace minimoe;
 using namespace minimoe::test;
-
-namespace {
-
-// docs/distributed.md: float32 sums split over ranks round differently; over 20 steps the
-// losses of R ranks and of one process stay within this relative distance.
-constexpr double kLossTolerance = 1e-5;
-
-double max_weight_difference(GPT<float>& a, GPT<float>& b) {
-  const auto ta = named_tensors(a), tb = named_tensors(b);
-  double worst = 0;
-  for (size_t i = 0; i < ta.size(); ++i) {
-    const std::vector<float> x = ta[i].second.to_vector(), y = tb[i].second.to_vector();
-    for (size_t k = 0; k < x.size(); ++k) worst = std::max(worst, double(std::abs(x[k] - y[k])));
-  }
-  return worst;
-}
-
-}  // namespace
 
 TEST_CASE("data-parallel training takes the steps of one process on the same global batches") {
   MpiProcessGroup group(60);

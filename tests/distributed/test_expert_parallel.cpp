@@ -13,14 +13,12 @@
 #include <minimoe/train/trainer.hpp>
 
 #include "../train/train_fixtures.hpp"
+#include "replica_checks.hpp"
 
 using namespace minimoe;
 using namespace minimoe::test;
 
 namespace {
-
-// docs/distributed.md: the float32 tolerance of R ranks against one process over 20 steps.
-constexpr double kLossTolerance = 1e-5;
 
 // What rank `from` sends as value c of its row i to rank `to`.
 double row_value(int from, int to, int64_t i, int64_t c) {
@@ -183,18 +181,6 @@ TEST_CASE_TEMPLATE("expert-parallel dispatch: the values and gradients of one pr
 }
 
 namespace {
-
-double max_weight_difference(GPT<float>& a, GPT<float>& b) {
-  const auto ta = named_tensors(a), tb = named_tensors(b);
-  REQUIRE(ta.size() == tb.size());
-  double worst = 0;
-  for (size_t i = 0; i < ta.size(); ++i) {
-    REQUIRE(ta[i].first == tb[i].first);
-    const std::vector<float> x = ta[i].second.to_vector(), y = tb[i].second.to_vector();
-    for (size_t k = 0; k < x.size(); ++k) worst = std::max(worst, double(std::abs(x[k] - y[k])));
-  }
-  return worst;
-}
 
 // Checks b against a; returns the relative difference of the losses.
 double check_same_step(const StepReport& a, const StepReport& b) {
