@@ -177,13 +177,7 @@ Var<T> return_from_experts(const Var<T>& computed, const Var<T>& weights,
                         if (need_w) {
 #pragma omp for schedule(static)
                           for (int64_t n = 0; n < N_; ++n)
-                            for (int64_t k = 0; k < K; ++k) {
-                              const int32_t r = p.row_of[n * K + k];
-                              T dot = 0;
-                              for (int64_t c = 0; r >= 0 && c < C_; ++c)
-                                dot += gy.data()[n * C_ + c] * returned.data()[int64_t{r} * C_ + c];
-                              dw.data()[n * K + k] = dot;
-                            }
+                            combine_weight_grads(p, n, gy.data(), returned.data(), C_, dw.data());
                         }
                       }
                       Tensor<T> back =

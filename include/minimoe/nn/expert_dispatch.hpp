@@ -84,6 +84,19 @@ void combine_rows(const RoutingPlan& plan, int64_t n, const T* w, const T* o, in
   }
 }
 
+// The backward of combine_rows for token n: dw[n, k] = <dy[n], O[row(n, k)]>, 0 for a
+// dropped pair.
+template <typename T>
+void combine_weight_grads(const RoutingPlan& plan, int64_t n, const T* dy, const T* o, int64_t C,
+                          T* dw) {
+  for (int64_t k = 0; k < plan.top_k; ++k) {
+    const int32_t r = plan.row_of[n * plan.top_k + k];
+    T dot = 0;
+    for (int64_t c = 0; r >= 0 && c < C; ++c) dot += dy[n * C + c] * o[int64_t{r} * C + c];
+    dw[n * plan.top_k + k] = dot;
+  }
+}
+
 template <typename T>
 std::vector<const T*> data_of(const std::vector<Var<T>>& vars, int64_t first, int64_t stride,
                               int64_t count) {
@@ -482,14 +495,8 @@ Var<T> dispatch_grouped(const Var<T>& tokens, const Var<T>& weights, const Routi
           }
           if (need_w) {
 #pragma omp for schedule(static) nowait
-            for (int64_t n = 0; n < N; ++n)  // dw[n, k] = <dy[n], O[row(n, k)]>
-              for (int64_t k = 0; k < K; ++k) {
-                const int32_t r = p.row_of[n * K + k];
-                T dot = 0;
-                for (int64_t c = 0; r >= 0 && c < C; ++c)
-                  dot += gy.data()[n * C + c] * O.data()[int64_t{r} * C + c];
-                dw.data()[n * K + k] = dot;
-              }
+            for (int64_t n = 0; n < N; ++n)
+              detail::combine_weight_grads(p, n, gy.data(), O.data(), C, dw.data());
           }
           if (recompute && need_down) {
 #pragma omp for schedule(static) nowait
