@@ -20,7 +20,6 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory>
-#include <new>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -30,11 +29,9 @@
 #include "minimoe/error.hpp"
 #include "minimoe/tensor/random.hpp"
 #include "minimoe/tensor/shape.hpp"
+#include "minimoe/tensor/storage_pool.hpp"
 
 namespace minimoe {
-
-// Alignment of every allocation: one cache line, enough for AVX-512 loads.
-inline constexpr size_t kTensorAlignment = 64;
 
 template <typename T>
 class Tensor {
@@ -272,11 +269,12 @@ class Tensor {
   }
 
  private:
+  // Storage and its reference counts both come from the pool (tensor/storage_pool.hpp).
   static std::shared_ptr<T> allocate(int64_t n) {
     const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T);
-    void* p = ::operator new(bytes, std::align_val_t(kTensorAlignment));
-    return std::shared_ptr<T>(
-        static_cast<T*>(p), [](T* q) { ::operator delete(q, std::align_val_t(kTensorAlignment)); });
+    return std::shared_ptr<T>(static_cast<T*>(detail::StoragePool::allocate(bytes)),
+                              [bytes](T* p) { detail::StoragePool::deallocate(p, bytes); },
+                              detail::StoragePoolAllocator<T>());
   }
 
   Shape infer_shape(Shape shape, const char* op) const {
