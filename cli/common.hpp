@@ -23,6 +23,13 @@ struct UsageError : Error {
 // Where GPT-2's encoder.json and vocab.bpe are looked for (scripts/fetch_gpt2_vocab.sh).
 inline const char* const kDefaultGpt2Dir = "data/gpt2";
 
+// What main returns when the command ran to its end: 0, unless the command set another code
+// (train: 128 + N after it stopped on signal N and saved).
+inline int& exit_status() {
+  static int status = 0;
+  return status;
+}
+
 // 0 keeps the OpenMP default (all cores).
 inline void set_threads(int threads) {
   if (threads <= 0) return;

@@ -1,8 +1,10 @@
 // minimoe: train, sample from, chat with, serve, evaluate, inspect and analyse
 // Mixture-of-Experts language models. `minimoe --help` and `minimoe <command> --help` describe everything.
 //
-// Exit codes: 0 success, 1 a failure while working (training diverged, an internal error),
-// 2 bad input (unknown flags, bad values, missing or corrupt files).
+// Exit codes: 0 success, 1 a failure while working (training diverged, a write refused by the
+// system, an internal error), 2 bad input (unknown flags, bad values, missing or corrupt
+// files), 128 + N a training run that stopped on signal N after saving its checkpoint (130 for
+// Ctrl-C, as a shell reports a process that the signal killed).
 #include <cstdio>
 #include <exception>
 
@@ -38,6 +40,10 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     fmt::print(stderr, "minimoe: {}\n", e.what());
     return 1;
+  } catch (const WriteError& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "minimoe: error: {}\n", e.what());
+    return 1;
   } catch (const Error& e) {  // bad input: values, files, shapes
     std::fflush(stdout);
     fmt::print(stderr, "minimoe: error: {}\n", e.what());
@@ -47,5 +53,5 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "minimoe: internal error: {}\n", e.what());
     return 1;
   }
-  return 0;
+  return cli::exit_status();
 }

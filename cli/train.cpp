@@ -42,10 +42,10 @@ struct TrainArgs {
   TrainOptions options;
 };
 
-std::atomic<bool> g_interrupted{false};
+std::atomic<int> g_interrupt_signal{0};
 
-// Ctrl-C asks the loop to stop after the current step and save a checkpoint.
-void on_interrupt(int) { g_interrupted = true; }
+// Ctrl-C (or SIGTERM) asks the loop to stop after the current step and save a checkpoint.
+void on_interrupt(int signal) { g_interrupt_signal = signal; }
 
 std::vector<CorpusFile> corpus_files(const TrainArgs& a) {
   std::vector<CorpusFile> files;
@@ -189,6 +189,9 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
     if (!fs::exists(checkpoint_path))
       throw UsageError(fmt::format("--resume: no checkpoint at '{}'", checkpoint_path));
     resumed = std::make_unique<Checkpoint<float>>(load_checkpoint<float>(checkpoint_path));
+    // Evaluation reads fixed batches and no random state: it may change without changing the
+    // trajectory.
+    if (cmd.count("--eval-batches") > 0) resumed->options.eval_batches = a.options.eval_batches;
     a.seed = resumed->options.seed;  // the final sample's, as in the uninterrupted run
     const SafetensorsFile file = SafetensorsFile::open(checkpoint_path);
     tokenizer = tokenizer_of(file, kDefaultGpt2Dir);
@@ -217,7 +220,7 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
       std::error_code error;
       fs::create_directories(a.out, error);
       if (error)
-        throw IOError(
+        throw WriteError(
             fmt::format("cannot create the run directory '{}': {}", a.out, error.message()));
       domains = tokenize_corpus(files, *tokenizer, a.out + "/tokens");
     }
@@ -323,9 +326,9 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
       progress.print(eval_line(e));
     }
     // The ranks stop together, after the same step, whichever of them got the signal.
-    const bool interrupted = group != nullptr
-                                 ? group->any(g_interrupted, "the check for interruptions")
-                                 : g_interrupted.load();
+    const bool interrupted =
+        group != nullptr ? group->any(g_interrupt_signal != 0, "the check for interruptions")
+                         : g_interrupt_signal != 0;
     if ((o.checkpoint_every > 0 && done % o.checkpoint_every == 0) || last || interrupted) save();
     profiler.enable(a.profile);
     if (interrupted) {
@@ -333,8 +336,13 @@ void train(TrainArgs a, const CLI::App& cmd, ProcessGroup* group) {
       if (root)
         fmt::print(stderr, "interrupted: saved step {} to {}; continue with --resume\n", done,
                    checkpoint_path);
+      // Under mpirun the first rank to exit with a non-zero code ends the others: none leaves
+      // before rank 0 has written and said so.
+      if (group != nullptr) group->any(false, "the ranks stopping together");
       std::signal(SIGINT, SIG_DFL);
       std::signal(SIGTERM, SIG_DFL);
+      // Ranks stopped by another rank's signal report it as a Ctrl-C.
+      exit_status() = 128 + (g_interrupt_signal != 0 ? g_interrupt_signal.load() : SIGINT);
       return;
     }
   }

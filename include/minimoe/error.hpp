@@ -40,6 +40,10 @@ struct FormatError : Error {
 struct IOError : Error {
   using Error::Error;
 };
+// A write that failed (disk full, no permission): a failure while working, not bad input.
+struct WriteError : IOError {
+  using IOError::IOError;
+};
 
 // Throws E with a formatted message when cond is false. The message is only formatted on
 // failure, so checks are cheap on the hot path.

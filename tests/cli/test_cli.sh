@@ -53,6 +53,25 @@ echo "--- an uninterrupted run"
   fail "run-a lacks its model or plots"
 grep -q '"type":"eval"' run-a/metrics.jsonl || fail "run-a/metrics.jsonl has no evaluation"
 
+echo "--- Ctrl-C: saved, exit code 130; --resume may change --eval-batches"
+"$minimoe" train "${small[@]}" --steps 60 --out run-c >/dev/null 2>log-c.txt &
+pid=$!
+until grep -q '"step":12,' run-c/metrics.jsonl 2>/dev/null || ! kill -0 "$pid" 2>/dev/null; do
+  sleep 0.05
+done
+kill -INT "$pid"
+status=0
+wait "$pid" || status=$?
+((status == 130)) || fail "the interrupted run exited with $status, not 130: $(cat log-c.txt)"
+grep -q "^interrupted: saved step" log-c.txt || fail "no 'interrupted' message: $(cat log-c.txt)"
+# Each eval record's tokens per domain: 2 batches of 2 x 32 before, 1 batch after the resume.
+eval_tokens() { grep '"type":"eval"' run-c/metrics.jsonl | grep -o '"tokens":[0-9]*' | sort -u; }
+[[ "$(eval_tokens)" == '"tokens":128' ]] || fail "evaluations before the resume: $(eval_tokens)"
+"$minimoe" train --resume --out run-c --eval-batches 1 >/dev/null 2>log-c2.txt ||
+  fail "resuming run-c: $(cat log-c2.txt)"
+[[ "$(grep '"type":"eval"' run-c/metrics.jsonl | tail -1 | grep -o '"tokens":[0-9]*' | sort -u)" == '"tokens":64' ]] ||
+  fail "--eval-batches 1 on --resume was not used: $(grep '"type":"eval"' run-c/metrics.jsonl | tail -1)"
+
 echo "--- refused commands leave the run alone"
 before=$(sha256sum run-a/checkpoint.safetensors)
 expect_exit 2 "already holds a run" -- "$minimoe" train "${small[@]}" --steps 40 --out run-a

@@ -57,7 +57,7 @@ TEST_CASE("a failed atomic write keeps the previous file and removes its tempora
   CHECK(files_in(dir.file("")) == 1);
   CHECK_THROWS_WITH_AS(
       write_file_atomically(dir.file("missing/out.txt"), [](std::ostream& out) { out << "x"; }),
-      doctest::Contains("missing/out.txt"), IOError);
+      doctest::Contains("missing/out.txt"), WriteError);
 }
 
 TEST_CASE("stale temporaries of dead writers are removed, live ones and other files kept") {

@@ -6,7 +6,7 @@
 // The content goes to a temporary file in the same directory, is flushed and fsync'ed, and
 // then renamed over the destination (rename is atomic on POSIX file systems). A crash or a
 // kill at any point leaves either the previous file or the complete new one; a failure
-// (disk full, no permission) removes the temporary and throws IOError naming the path. A
+// (disk full, no permission) removes the temporary and throws WriteError (an IOError) naming the path. A
 // kill leaves the temporary behind: remove_stale_temporaries(dir) clears those of dead writers.
 #pragma once
 
@@ -32,7 +32,7 @@ inline void write_file_atomically(const std::string& path,
   const std::string temporary = path + ".tmp." + std::to_string(::getpid());
   auto fail = [&](const std::string& what, int error) {
     std::remove(temporary.c_str());
-    throw IOError(fmt::format("cannot write '{}': {}: {}", path, what, std::strerror(error)));
+    throw WriteError(fmt::format("cannot write '{}': {}: {}", path, what, std::strerror(error)));
   };
   {
     std::ofstream out(temporary, std::ios::binary | std::ios::trunc);

@@ -85,13 +85,13 @@ class MetricsLog {
     }
     write_file_atomically(path, [&](std::ostream& out) { out << kept; });
     out_.open(path, std::ios::app);
-    check<IOError>(bool(out_), "cannot append to '{}'", path);
+    check<WriteError>(bool(out_), "cannot append to '{}'", path);
   }
 
   void write(const nlohmann::json& record) {
     out_ << record.dump() << '\n';
     out_.flush();
-    check<IOError>(bool(out_), "cannot write to '{}'", path_);
+    check<WriteError>(bool(out_), "cannot write to '{}'", path_);
   }
 
   const std::string& path() const { return path_; }
