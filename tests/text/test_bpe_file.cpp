@@ -127,5 +127,6 @@ TEST_CASE("load_bpe and save_bpe input/output errors") {
                        IOError);
   BpeTrainOptions options;
   options.vocab_size = 260;
-  CHECK_THROWS_AS(save_bpe(train_bpe("abc", options), dir.file("no/such/dir/bpe.json")), WriteError);
+  CHECK_THROWS_AS(save_bpe(train_bpe("abc", options), dir.file("no/such/dir/bpe.json")),
+                  WriteError);
 }

@@ -272,9 +272,10 @@ class Tensor {
   // Storage and its reference counts both come from the pool (tensor/storage_pool.hpp).
   static std::shared_ptr<T> allocate(int64_t n) {
     const size_t bytes = static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T);
-    return std::shared_ptr<T>(static_cast<T*>(detail::StoragePool::allocate(bytes)),
-                              [bytes](T* p) { detail::StoragePool::deallocate(p, bytes); },
-                              detail::StoragePoolAllocator<T>());
+    return std::shared_ptr<T>(
+        static_cast<T*>(detail::StoragePool::allocate(bytes)),
+        [bytes](T* p) { detail::StoragePool::deallocate(p, bytes); },
+        detail::StoragePoolAllocator<T>());
   }
 
   Shape infer_shape(Shape shape, const char* op) const {
