@@ -12,14 +12,11 @@
 # should be idle: a data-parallel step waits for its slowest rank.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source bench/common.sh
 
 preset=tiny runs=3 steps=
 bin=${MINIMOE:-build/mpi/cli/minimoe} mpirun=${MPIRUN:-mpirun}
 
-fail() {
-  echo "strong_scaling.sh: $*" >&2
-  exit 1
-}
 
 while (($#)); do
   case $1 in
@@ -27,7 +24,7 @@ while (($#)); do
     --runs) runs=${2:?--runs needs a value} ;;
     --steps) steps=${2:?--steps needs a value} ;;
     -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      print_help
       exit 0
       ;;
     *) fail "unknown argument '$1' (see --help)" ;;
@@ -46,8 +43,7 @@ command -v "$mpirun" >/dev/null || fail "no $mpirun (apt-get install openmpi-bin
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-# Speed does not depend on the text: the repository's own tokenizes in seconds.
-cat README.md docs/*.md include/minimoe/*.hpp include/minimoe/*/*.hpp >"$work/corpus.txt"
+write_corpus "$work/corpus.txt"
 # one_run NAME RANKS [FLAGS...]: prints the run's median tokens/s over steps 1..last.
 one_run() {
   local name=$1 ranks=$2 out=$work/$1
@@ -83,7 +79,8 @@ for config in "1:1" "dp:2" "ep:2:--expert-parallel 2"; do
     echo "$preset $name run $r: ${all[-1]} tokens/s" >&2
   done
   figure[$name]=$(echo "${all[*]}" | median)
-  figure[$name.all]=$(echo "${all[*]}" | sed 's/ /, /g')
+  joined="${all[*]}"
+  figure[$name.all]=${joined// /, }
 done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2fx", a / b}'; }
 

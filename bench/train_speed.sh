@@ -13,14 +13,11 @@
 # missing) are left behind.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source bench/common.sh
 
 preset=${PRESET:-minimoe} steps=${STEPS:-20} torch_steps=${TORCH_STEPS:-10}
 threads=${THREADS:-2} python=${PYTHON:-/usr/bin/python3}
 
-fail() {
-  echo "train_speed.sh: $*" >&2
-  exit 1
-}
 
 while (($#)); do
   case $1 in
@@ -29,7 +26,7 @@ while (($#)); do
     --torch-steps) torch_steps=${2:?--torch-steps needs a value} ;;
     --threads) threads=${2:?--threads needs a value} ;;
     -h | --help)
-      sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+      print_help
       exit 0
       ;;
     *) fail "unknown argument '$1' (see --help)" ;;
@@ -57,9 +54,7 @@ logged() {
   "$@" >"$log" 2>&1 || { cat "$log" >&2; fail "failed: $*"; }
 }
 
-# Any text will do, as speed does not depend on the data; the repository's own is always here
-# and tokenizes in seconds, which the multi-megabyte data/corpus does not.
-cat README.md docs/*.md include/minimoe/*.hpp include/minimoe/*/*.hpp >"$work/corpus.txt"
+write_corpus "$work/corpus.txt"
 
 echo "minimoe: $steps steps of preset $preset, $threads threads..." >&2
 logged minimoe "$bin" train --preset "$preset" --tokenizer "$tokenizer" \

@@ -65,12 +65,15 @@ wait "$pid" || status=$?
 ((status == 130)) || fail "the interrupted run exited with $status, not 130: $(cat log-c.txt)"
 grep -q "^interrupted: saved step" log-c.txt || fail "no 'interrupted' message: $(cat log-c.txt)"
 # Each eval record's tokens per domain: 2 batches of 2 x 32 before, 1 batch after the resume.
-eval_tokens() { grep '"type":"eval"' run-c/metrics.jsonl | grep -o '"tokens":[0-9]*' | sort -u; }
+# eval_tokens [N]: of every eval record, or of the last N.
+eval_tokens() {
+  grep '"type":"eval"' run-c/metrics.jsonl | tail -n "${1:-+1}" | grep -o '"tokens":[0-9]*' | sort -u
+}
 [[ "$(eval_tokens)" == '"tokens":128' ]] || fail "evaluations before the resume: $(eval_tokens)"
 "$minimoe" train --resume --out run-c --eval-batches 1 >/dev/null 2>log-c2.txt ||
   fail "resuming run-c: $(cat log-c2.txt)"
-[[ "$(grep '"type":"eval"' run-c/metrics.jsonl | tail -1 | grep -o '"tokens":[0-9]*' | sort -u)" == '"tokens":64' ]] ||
-  fail "--eval-batches 1 on --resume was not used: $(grep '"type":"eval"' run-c/metrics.jsonl | tail -1)"
+[[ "$(eval_tokens 1)" == '"tokens":64' ]] ||
+  fail "--eval-batches 1 on --resume was not used: $(eval_tokens 1)"
 
 echo "--- refused commands leave the run alone"
 before=$(sha256sum run-a/checkpoint.safetensors)
