@@ -7,7 +7,7 @@
 //
 // A randomly initialised model (speed does not depend on the weights) runs a prompt of
 // --prompt random ids through the model once (prefill, filling the KV caches), then decodes
-// --tokens tokens greedily, one position at a time through the caches, as `minimoe sample`
+// --tokens tokens greedily, one position at a time through the caches (StepDecoder), as `minimoe sample`
 // does. Medians over --repeat runs. Then the same model is quantised (`--int8 0` skips that)
 // and measured again.
 //
@@ -133,10 +133,11 @@ Result run_once(GPT<float>& model, const std::vector<int32_t>& prompt, int64_t t
   int32_t next = argmax(next_token_logits(model, ids, caches));  // as generate() does
   r.prefill_seconds = seconds_since(start);
   start = Clock::now();
-  Tensor<int32_t> one({1, 1});
+  StepDecoder<float> step(model);  // generate()'s path for a lone sequence
+  const int64_t V = model.config.vocab_size;
   for (int64_t t = 0; t < tokens; ++t) {
-    one.data()[0] = next;
-    next = argmax(next_token_logits(model, one, caches));
+    const float* logits = step(next, caches);
+    next = static_cast<int32_t>(std::max_element(logits, logits + V) - logits);
   }
   r.decode_seconds = seconds_since(start);
   return r;

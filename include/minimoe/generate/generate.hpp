@@ -7,7 +7,8 @@
 //   });
 //
 // The prompt runs through the model once (prefill), filling every layer's KV cache, and only
-// its last position goes through the LM head; then each new token costs one position.
+// its last position goes through the LM head; then each new token costs one position, run
+// without the autograd graph by StepDecoder (generate/step_decoder.hpp).
 // Decoding stops after max_tokens, at the end-of-text token (stop_id, when >= 0; it is not part
 // of the output), when the callback returns false, or when the context window is full: minimoe
 // does not slide the window, since every cached key was computed for its position, so a prompt
@@ -22,10 +23,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "minimoe/generate/logits_processors.hpp"
 #include "minimoe/generate/sampling.hpp"
+#include "minimoe/generate/step_decoder.hpp"
 #include "minimoe/models/gpt.hpp"
 
 namespace minimoe {
@@ -136,7 +139,8 @@ class SequenceDecoder {
 // Continuous batching: sequences join and leave while the others decode. Each step() is one
 // forward through GPT::hidden_packed: the prompts of the sequences added since the last step
 // (prefill) and the latest token of every running one, so the weights are read once per step
-// for the whole batch. A sequence's tokens go to its on_token as they are sampled (false ends
+// for the whole batch; a step of a single token (one sequence decoding alone) goes through
+// StepDecoder instead, which skips the graph. A sequence's tokens go to its on_token as they are sampled (false ends
 // it), and its result to on_done when it ends. Every sequence gets the tokens generate()
 // gives it alone (the packed forward computes each row as the unbatched one does, to float
 // rounding).
@@ -150,7 +154,9 @@ class BatchDecoder {
   using TokenCallback = std::function<bool(int32_t)>;
   using DoneCallback = std::function<void(const Generation&)>;
 
-  explicit BatchDecoder(GPT<T>& model) : model_(model) {}
+  explicit BatchDecoder(GPT<T>& model) : model_(model) {
+    if (StepDecoder<T>::supports(model)) single_.emplace(model);
+  }
 
   // Checks the request (a bad one throws here, not at a step) and queues it for the next step.
   void add(const GenerateRequest& r, TokenCallback on_token = nullptr,
@@ -186,12 +192,19 @@ class BatchDecoder {
       ids.insert(ids.end(), s.pending.begin(), s.pending.end());
       last_rows.push_back(static_cast<int32_t>(ids.size() - 1));
     }
-    Tensor<int32_t> input({1, static_cast<int64_t>(ids.size())});
-    std::copy(ids.begin(), ids.end(), input.data());
-    Tensor<int32_t> rows({static_cast<int64_t>(last_rows.size())});
-    std::copy(last_rows.begin(), last_rows.end(), rows.data());
-    const Var<T> hidden = model_.hidden_packed(input, lengths, caches);
-    const Tensor<T> logits = model_.head(index_select(hidden, 1, rows)).value().contiguous();
+    Tensor<T> logits;
+    const T* rows_logits = nullptr;  // [sequences, V]
+    if (ids.size() == 1 && single_) {
+      rows_logits = (*single_)(ids.front(), *caches.front());
+    } else {
+      Tensor<int32_t> input({1, static_cast<int64_t>(ids.size())});
+      std::copy(ids.begin(), ids.end(), input.data());
+      Tensor<int32_t> rows({static_cast<int64_t>(last_rows.size())});
+      std::copy(last_rows.begin(), last_rows.end(), rows.data());
+      const Var<T> hidden = model_.hidden_packed(input, lengths, caches);
+      logits = model_.head(index_select(hidden, 1, rows)).value().contiguous();
+      rows_logits = logits.data();
+    }
 
     // Callbacks may add sequences: those join the next step, after the ones here.
     std::vector<Sequence> stepped = std::move(sequences_);
@@ -200,7 +213,7 @@ class BatchDecoder {
     const int64_t V = model_.config.vocab_size;
     for (size_t i = 0; i < stepped.size(); ++i) {
       Sequence& s = stepped[i];
-      if (s.decoder.accept(logits.data() + static_cast<int64_t>(i) * V, s.on_token)) {
+      if (s.decoder.accept(rows_logits + static_cast<int64_t>(i) * V, s.on_token)) {
         s.pending = {s.decoder.last_token()};
         running.push_back(std::move(s));
       } else if (s.on_done) {
@@ -221,6 +234,7 @@ class BatchDecoder {
   };
 
   GPT<T>& model_;
+  std::optional<StepDecoder<T>> single_;  // a lone sequence's token (StepDecoder::supports)
   std::vector<Sequence> sequences_;
 };
 

@@ -272,12 +272,51 @@ MINIMOE_TARGET_AVX512 void dot_block_avx512(int64_t k, const float* const* a, co
                                fold_avx512(s[i][j + 2]), fold_avx512(s[i][j + 3])));
 }
 
+// One row of A against CB rows of W, each W row read from start to end before the next. With
+// a single row there is no reuse of a W vector to gain from interleaving the CB rows, and one
+// sequential stream is what the hardware prefetcher follows best when W comes from DRAM (the
+// LM head, experts beyond the caches): 1.4x the bandwidth of CB interleaved rows on a 51 MB
+// head (docs/kernels.md). Two accumulators per row hide the FMA latency.
+template <int CB>
+MINIMOE_TARGET_AVX512 void dot_row_avx512(int64_t k, const float* a, const float* w, int64_t ldw,
+                                          float* c) {
+  const int64_t k16 = k / 16 * 16;
+  __m512 s[CB];
+#pragma GCC unroll 8
+  for (int j = 0; j < CB; ++j) {
+    const float* r = w + j * ldw;
+    __m512 even = _mm512_setzero_ps(), odd = _mm512_setzero_ps();
+    int64_t p = 0;
+    for (; p + 32 <= k16; p += 32) {
+      even = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(r + p), even);
+      odd = _mm512_fmadd_ps(_mm512_loadu_ps(a + p + 16), _mm512_loadu_ps(r + p + 16), odd);
+    }
+    if (p < k16) {
+      even = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(r + p), even);
+      p += 16;
+    }
+    if (p < k) {  // masked: nothing read past k
+      const __mmask16 mask = static_cast<__mmask16>((1u << (k - p)) - 1);
+      odd = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, a + p), _mm512_maskz_loadu_ps(mask, r + p),
+                            odd);
+    }
+    s[j] = _mm512_add_ps(even, odd);
+  }
+#pragma GCC unroll 2
+  for (int j = 0; j < CB; j += 4)
+    _mm_storeu_ps(c + j, hsum4_avx2(fold_avx512(s[j]), fold_avx512(s[j + 1]), fold_avx512(s[j + 2]),
+                                    fold_avx512(s[j + 3])));
+}
+
 template <int M>
 MINIMOE_TARGET_AVX512 void dot_rows_avx512(int64_t k, const float* const* a, const float* w,
                                            int64_t ldw, int64_t ncols, float* c, int64_t ldc) {
   constexpr int CB = M == 1 ? 8 : 4;
   int64_t j = 0;
-  for (; j + CB <= ncols; j += CB) dot_block_avx512<M, CB>(k, a, w + j * ldw, ldw, c + j, ldc);
+  if constexpr (M == 1)
+    for (; j + CB <= ncols; j += CB) dot_row_avx512<CB>(k, a[0], w + j * ldw, ldw, c + j);
+  else
+    for (; j + CB <= ncols; j += CB) dot_block_avx512<M, CB>(k, a, w + j * ldw, ldw, c + j, ldc);
   for (; j < ncols; ++j)  // the last columns, one at a time
 #pragma GCC unroll 4
     for (int i = 0; i < M; ++i) {

@@ -134,6 +134,18 @@ struct Router {
     return r;
   }
 
+  // One token's routing without the graph (decoding): its experts [K] and combine weights [K]
+  // from its probabilities [E], as operator() chooses and weighs them; order is scratch for E
+  // indices.
+  void route_row(const T* probs, int32_t* order, int32_t* experts, T* weights) const {
+    const int64_t K = config.top_k;
+    top_k_row(probs, order, experts);
+    T total = 0;
+    for (int64_t k = 0; k < K; ++k) total += weights[k] = probs[experts[k]];
+    if (config.normalize_topk)
+      for (int64_t k = 0; k < K; ++k) weights[k] /= total;
+  }
+
   void visit(const ModuleVisitor<T>& v) {
     v.child("gate", gate);
     v.buffer("selection_bias", selection_bias);
@@ -152,19 +164,23 @@ struct Router {
     const int64_t N = probs.size(0), E = probs.size(1), K = config.top_k;
     const Tensor<T> p = probs.contiguous();
     Tensor<int32_t> out({N, K});
-    std::vector<T> score(static_cast<size_t>(E));
     std::vector<int32_t> order(static_cast<size_t>(E));
-    for (int64_t n = 0; n < N; ++n) {
-      for (int64_t e = 0; e < E; ++e)
-        score[e] =
-            p.data()[n * E + e] + (selection_bias.defined() ? selection_bias.data()[e] : T(0));
-      std::iota(order.begin(), order.end(), 0);
-      std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int32_t a, int32_t b) {
-        return score[a] > score[b] || (score[a] == score[b] && a < b);
-      });
-      std::copy_n(order.begin(), K, out.data() + n * K);
-    }
+    for (int64_t n = 0; n < N; ++n) top_k_row(p.data() + n * E, order.data(), out.data() + n * K);
     return out;
+  }
+
+  // The K best experts of one row of probabilities [E] (+ selection bias), best first, ties to
+  // the lower index; order is scratch for E indices.
+  void top_k_row(const T* probs, int32_t* order, int32_t* out) const {
+    const int64_t E = config.n_experts, K = config.top_k;
+    const T* bias = selection_bias.defined() ? selection_bias.data() : nullptr;
+    auto score = [&](int32_t e) { return probs[e] + (bias ? bias[e] : T(0)); };
+    std::iota(order, order + E, 0);
+    std::partial_sort(order, order + K, order + E, [&](int32_t a, int32_t b) {
+      const T sa = score(a), sb = score(b);
+      return sa > sb || (sa == sb && a < b);
+    });
+    std::copy_n(order, K, out);
   }
 
   // Raises the bias of under-loaded experts and lowers it for over-loaded ones.

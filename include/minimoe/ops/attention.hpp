@@ -57,6 +57,22 @@ inline int64_t visible_keys(int64_t i, int64_t Tq, int64_t Tk, bool causal) {
   return causal ? i + Tk - Tq + 1 : Tk;
 }
 
+// The attention probabilities of one query from its n raw scores q . k_j (in place):
+// softmax(cap tanh(scale s / cap)), the cap only when cap > 0, stable (max subtracted).
+template <typename T>
+void attention_softmax(T* row, int64_t n, T scale, T cap) {
+  T max = -std::numeric_limits<T>::infinity();
+  for (int64_t j = 0; j < n; ++j) {
+    T s = row[j] * scale;
+    if (cap > 0) s = cap * std::tanh(s / cap);
+    row[j] = s;
+    max = std::max(max, s);
+  }
+  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> visible(row, n);
+  visible = (visible - max).exp();  // vectorised
+  visible *= T(1) / visible.sum();
+}
+
 }  // namespace detail
 
 template <typename T>
@@ -105,16 +121,7 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
       for (int64_t i = 0; i < Tq; ++i) {  // masked, capped, stable softmax of each row
         T* row = p.data() + i * Tk;
         const int64_t n = detail::visible_keys(i, Tq, Tk, causal);
-        T max = -std::numeric_limits<T>::infinity();
-        for (int64_t j = 0; j < n; ++j) {
-          T s = row[j] * scale;
-          if (cap > 0) s = cap * std::tanh(s / cap);
-          row[j] = s;
-          max = std::max(max, s);
-        }
-        Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> visible(row, n);
-        visible = (visible - max).exp();  // vectorised
-        visible *= T(1) / visible.sum();
+        detail::attention_softmax(row, n, scale, cap);
         std::fill(row + n, row + Tk, T(0));
       }
       detail::head_matrix(out.data(), b, h, Tq, H, D).noalias() = p * vm;

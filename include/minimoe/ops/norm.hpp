@@ -26,6 +26,23 @@ void check_norm_params(const char* op, const Var<T>& x, const Var<T>& param, con
                     "{}: {} of shape {} for input of shape {}", op, what, param.shape(), x.shape());
 }
 
+// xhat = (x - mean) * rstd of one row of C values (mean = 0 when not centre); returns rstd.
+// out may be in.
+template <typename T>
+T normalize_row(const T* in, T* out, int64_t C, double eps, bool centre) {
+  T mu = 0;
+  if (centre) {
+    for (int64_t c = 0; c < C; ++c) mu += in[c];
+    mu /= static_cast<T>(C);
+  }
+  T var = 0;
+  for (int64_t c = 0; c < C; ++c) var += (in[c] - mu) * (in[c] - mu);
+  var /= static_cast<T>(C);
+  const T s = T(1) / std::sqrt(var + static_cast<T>(eps));
+  for (int64_t c = 0; c < C; ++c) out[c] = (in[c] - mu) * s;
+  return s;
+}
+
 // Shared by both norms: y = xhat * w + b, where xhat = (x - mean) * rstd (mean = 0 for
 // RMSNorm). Returns the op wired to x, weight, bias.
 template <typename T>
@@ -36,21 +53,8 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
   Tensor<T> xhat(xc.shape());
   Tensor<T> rstd({rows});
 #pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
-  for (int64_t r = 0; r < rows; ++r) {
-    const T* in = xc.data() + r * C;
-    T* out = xhat.data() + r * C;
-    T mu = 0;
-    if (centre) {
-      for (int64_t c = 0; c < C; ++c) mu += in[c];
-      mu /= static_cast<T>(C);
-    }
-    T var = 0;
-    for (int64_t c = 0; c < C; ++c) var += (in[c] - mu) * (in[c] - mu);
-    var /= static_cast<T>(C);
-    const T s = T(1) / std::sqrt(var + static_cast<T>(eps));
-    rstd.data()[r] = s;
-    for (int64_t c = 0; c < C; ++c) out[c] = (in[c] - mu) * s;
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    rstd.data()[r] = normalize_row(xc.data() + r * C, xhat.data() + r * C, C, eps, centre);
 
   Tensor<T> y = xhat.clone();
   const Tensor<T> wc = weight.defined() ? weight.value().contiguous() : Tensor<T>();
