@@ -2,7 +2,7 @@
 // (decoding streams every active weight once per token).
 //
 //   std::vector<float> buffer = make_buffer(512);     // MB, larger than the caches
-//   double gbs = read_bandwidth_gbs(buffer);          // best of 5 passes on all threads
+//   double gbs = read_bandwidth_gbs(buffer);          // best of 5 passes on all threads (or n)
 //   read_pass(buffer, false);                         // one single-threaded pass: evicts caches
 #pragma once
 
@@ -49,9 +49,9 @@ inline std::vector<float> make_buffer(int64_t megabytes) {
   return buffer;
 }
 
-inline double read_bandwidth_gbs(const std::vector<float>& buffer) {
+inline double read_bandwidth_gbs(const std::vector<float>& buffer, int passes = 5) {
   double best = 1e30;
-  for (int trial = 0; trial < 5; ++trial) best = std::min(best, read_pass(buffer, true));
+  for (int trial = 0; trial < passes; ++trial) best = std::min(best, read_pass(buffer, true));
   return double(buffer.size()) * 4.0 / best / 1e9;
 }
 

@@ -122,6 +122,7 @@ struct Result {
 // Prefill and decode tokens/s: medians of `repeat` runs after a warm-up one.
 struct Speed {
   double prefill_tps = 0, decode_tps = 0;
+  double bandwidth_gbs = 0;  // median of the measurements between the runs
 };
 
 Result run_once(GPT<float>& model, const std::vector<int32_t>& prompt, int64_t tokens) {
@@ -143,15 +144,21 @@ Result run_once(GPT<float>& model, const std::vector<int32_t>& prompt, int64_t t
   return r;
 }
 
-Speed measure(GPT<float>& model, const std::vector<int32_t>& prompt, const Options& o) {
+// The read bandwidth is measured before every run (best of 2 passes over `buffer`): on a shared
+// machine it moves by 2x within minutes, and a bound from another moment than the runs says
+// little about them.
+Speed measure(GPT<float>& model, const std::vector<int32_t>& prompt, const Options& o,
+              const std::vector<float>& buffer) {
   run_once(model, prompt, std::min<int64_t>(o.tokens, 8));  // warm-up: allocations, page faults
-  std::vector<double> prefill, decode;
+  std::vector<double> prefill, decode, bandwidth;
   for (int i = 0; i < o.repeat; ++i) {
+    bandwidth.push_back(bench::read_bandwidth_gbs(buffer, 2));
+    run_once(model, prompt, 2);  // the weights back in the caches the measurement evicted
     const Result r = run_once(model, prompt, o.tokens);
     prefill.push_back(r.prefill_seconds);
     decode.push_back(r.decode_seconds);
   }
-  return {double(o.prompt) / median(prefill), double(o.tokens) / median(decode)};
+  return {double(o.prompt) / median(prefill), double(o.tokens) / median(decode), median(bandwidth)};
 }
 
 // Prompts of a batch: different lengths, from --prompt down to half of it.
@@ -247,19 +254,18 @@ int main(int argc, char** argv) {
     for (int64_t n : o.batches) tps.push_back(batched_decode_tps(model, prompt, n, o));
     return tps;
   };
+  const std::vector<float> buffer = bench::make_buffer(o.flush_mb);
   std::vector<Row> rows;
   const int64_t float_bytes = active_weight_bytes(config);
-  rows.push_back({"float32", measure(model, prompt, o), float_bytes, batched()});
+  rows.push_back({"float32", measure(model, prompt, o, buffer), float_bytes, batched()});
   if (o.int8) {
     quantize_int8(model);
     const QuantisedBytes q = active_quantised_bytes(model);
     rows.push_back(
-        {"int8", measure(model, prompt, o), float_bytes - q.float32 + q.int8, batched()});
+        {"int8", measure(model, prompt, o, buffer), float_bytes - q.float32 + q.int8, batched()});
   }
 
-  const std::vector<float> buffer = bench::make_buffer(o.flush_mb);
-  const double bandwidth = bench::read_bandwidth_gbs(buffer);
-  for (Row& r : rows) r.bound_tps = bandwidth * 1e9 / double(r.weight_bytes);
+  for (Row& r : rows) r.bound_tps = r.speed.bandwidth_gbs * 1e9 / double(r.weight_bytes);
   // K and V of every layer at the mean decoding position.
   const double kv_bytes = 2.0 * double(config.n_layers * config.kv_heads() * config.head_dim()) *
                           (double(o.prompt) + double(o.tokens) / 2) * sizeof(float);
@@ -273,8 +279,8 @@ int main(int argc, char** argv) {
           "\"kv_bytes_per_token\": {:.6g}, \"read_bandwidth_gbs\": {:.6g}, "
           "\"bound_tokens_per_s\": {:.6g}}}\n",
           r.weights, o.preset, o.threads, o.prompt, o.tokens, r.speed.prefill_tps,
-          r.speed.decode_tps, config.num_parameters(), r.weight_bytes, kv_bytes, bandwidth,
-          r.bound_tps);
+          r.speed.decode_tps, config.num_parameters(), r.weight_bytes, kv_bytes,
+          r.speed.bandwidth_gbs, r.bound_tps);
     for (const Row& r : rows)
       for (size_t i = 0; i < o.batches.size(); ++i)
         fmt::print(
@@ -288,8 +294,11 @@ int main(int argc, char** argv) {
       "(float) and {} (int8)\n",
       o.preset, double(config.num_parameters()) / 1e6, double(config.num_active_parameters()) / 1e6,
       o.threads, gemm_kernel<float>().name, int8_kernel().name);
-  fmt::print("prompt {} tokens, {} decoded; read bandwidth {:.1f} GB/s; KV cache +{:.2f} MB\n",
-             o.prompt, o.tokens, bandwidth, kv_bytes / 1e6);
+  fmt::print("prompt {} tokens, {} decoded; KV cache +{:.2f} MB; read bandwidth {:.1f} GB/s",
+             o.prompt, o.tokens, kv_bytes / 1e6, rows.front().speed.bandwidth_gbs);
+  if (rows.size() == 2)
+    fmt::print(" (float32 runs), {:.1f} GB/s (int8 runs)", rows[1].speed.bandwidth_gbs);
+  fmt::print(", medians of measurements before each run\n");
   fmt::print("{:<8} {:>14} {:>13} {:>9} {:>16} {:>12} {:>11}\n", "weights", "prefill tok/s",
              "decode tok/s", "ms/token", "active MB/token", "bound tok/s", "% of bound");
   for (const Row& r : rows)
