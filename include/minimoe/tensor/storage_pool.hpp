@@ -11,7 +11,7 @@
 // allocated it simply joins that thread's cache. The classes go up to 1 GiB because the
 // largest tensors of a training step come back every step too (the `minimoe` preset's logits,
 // 412 MB, and their gradient): from the system each arrives as a fresh mapping whose 4 KB
-// pages the kernel faults in and zeroes at first touch, a quarter of the step's time.
+// pages the kernel faults in and zeroes at first touch (8% of a step, docs/architecture.md).
 //
 // Under AddressSanitizer the cache is off, so that a use after free is still caught.
 #pragma once
