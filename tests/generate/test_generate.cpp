@@ -3,6 +3,8 @@
 #include <minimoe/generate/generate.hpp>
 #include <minimoe/models/presets.hpp>
 
+#include "../preset_util.hpp"
+
 using namespace minimoe;
 
 namespace {
@@ -14,17 +16,6 @@ GPTConfig config(const std::string& kind) {
   c.n_layers = 2;
   c.d_model = 32;
   c.ffn_hidden = 32;
-  c.validate();
-  return c;
-}
-
-// A preset's architecture (GQA, RoPE, QK-norm, GLU experts, untied head...) at a size that
-// keeps the tests fast: fewer layers, a small vocabulary and context.
-GPTConfig shrunk_preset(const std::string& name) {
-  GPTConfig c = preset(name);
-  c.vocab_size = 512;
-  c.n_layers = 2;
-  c.context_length = 40;
   c.validate();
   return c;
 }
@@ -92,7 +83,7 @@ TEST_CASE("generation streams each token, stops on request, at the stop id and a
 TEST_CASE("incremental decoding gives the logits of a full recomputation, for every preset") {
   for (const std::string& name : preset_names()) {
     CAPTURE(name);
-    const GPTConfig c = shrunk_preset(name);
+    const GPTConfig c = test::shrunk_preset(name);
     GPT<float> model(c, 5);
     set_training(model, false);
     NoGradGuard no_grad;
@@ -157,7 +148,7 @@ TEST_CASE("packed sequences of different lengths get the logits of a full recomp
   // together, then steps of one token each, with one sequence sitting out every third step.
   for (const std::string& name : preset_names()) {
     CAPTURE(name);
-    const GPTConfig c = shrunk_preset(name);
+    const GPTConfig c = test::shrunk_preset(name);
     GPT<float> model(c, 5);
     set_training(model, false);
     NoGradGuard no_grad;

@@ -6,18 +6,13 @@
 
 #include <cmath>
 
+#include "../preset_util.hpp"
+
 using namespace minimoe;
 
 namespace {
 
-GPTConfig small_preset(const std::string& name) {
-  GPTConfig c = preset(name);
-  c.vocab_size = 300;
-  c.n_layers = 2;
-  c.context_length = 24;
-  c.validate();
-  return c;
-}
+GPTConfig small_preset(const std::string& name) { return test::shrunk_preset(name, 300, 24); }
 
 std::vector<int32_t> token_ids(int64_t n, int64_t vocab, uint64_t seed) {
   Rng rng(seed);

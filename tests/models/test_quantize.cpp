@@ -6,22 +6,12 @@
 #include <minimoe/models/presets.hpp>
 #include <minimoe/models/quantize.hpp>
 
+#include "../preset_util.hpp"
 #include "../test_util.hpp"
 
 using namespace minimoe;
 
 namespace {
-
-// Each preset's architecture (GQA, RoPE, QK-norm, GLU and shared experts, dense blocks, tied
-// or untied head) at a size that keeps the tests fast.
-GPTConfig shrunk(const std::string& name) {
-  GPTConfig c = preset(name);
-  c.vocab_size = 512;
-  c.n_layers = 2;
-  c.context_length = 40;
-  c.validate();
-  return c;
-}
 
 Tensor<int32_t> random_ids(int64_t count, int64_t vocab, uint64_t seed) {
   Rng rng(seed);
@@ -76,7 +66,7 @@ double max_abs_diff(const Tensor<float>& a, const Tensor<float>& b) {
 TEST_CASE("a quantised GPT computes the model of its dequantised weights, for every preset") {
   for (const std::string& name : preset_names()) {
     CAPTURE(name);
-    const GPTConfig c = shrunk(name);
+    const GPTConfig c = test::shrunk_preset(name);
     GPT<float> model(c, 5), reference(c, 5);  // the same weights
     set_training(model, false);
     set_training(reference, false);
@@ -107,7 +97,7 @@ TEST_CASE("a quantised GPT computes the model of its dequantised weights, for ev
 TEST_CASE("int8 logits stay close to float32 ones, for every preset") {
   for (const std::string& name : preset_names()) {
     CAPTURE(name);
-    const GPTConfig c = shrunk(name);
+    const GPTConfig c = test::shrunk_preset(name);
     GPT<float> model(c, 7);
     set_training(model, false);
     NoGradGuard no_grad;
@@ -142,7 +132,7 @@ TEST_CASE("int8 logits stay close to float32 ones, for every preset") {
 TEST_CASE("KV-cache decoding with int8 weights gives the logits of an int8 full recomputation") {
   for (const std::string& name : preset_names()) {
     CAPTURE(name);
-    const GPTConfig c = shrunk(name);
+    const GPTConfig c = test::shrunk_preset(name);
     GPT<float> model(c, 5);
     set_training(model, false);
     quantize_int8(model);
@@ -167,7 +157,7 @@ TEST_CASE("KV-cache decoding with int8 weights gives the logits of an int8 full 
 TEST_CASE("quantize_int8 converts each matrix once and leaves the parameters alone") {
   for (const std::string& name : preset_names()) {
     CAPTURE(name);
-    const GPTConfig c = shrunk(name);
+    const GPTConfig c = test::shrunk_preset(name);
     GPT<float> model(c, 5);
     const auto names_before = named_parameters(model);
     const Int8Report first = quantize_int8(model);
@@ -201,7 +191,7 @@ TEST_CASE("quantize_int8 converts each matrix once and leaves the parameters alo
 }
 
 TEST_CASE("a quantised GPT refuses to run with gradients enabled") {
-  GPT<float> model(shrunk("tiny"), 5);
+  GPT<float> model(test::shrunk_preset("tiny"), 5);
   quantize_int8(model);
   const Tensor<int32_t> ids = random_ids(5, 512, 1);
   CHECK_THROWS_WITH_AS(model.loss(ids, ids), doctest::Contains("for inference only"), ValueError);

@@ -59,26 +59,32 @@ inline std::pair<int64_t, int64_t> part_range(int64_t n, int part, int parts, in
           std::min(n, units * (part + 1) / parts * align)};
 }
 
-// y[j - j0] = sum_{p0 <= p < p1} W[j, p] x[p - p0] for j0 <= j < j1: a block of a Linear's
-// product without its bias (its int8 rows when quantised).
+// y[j - j0] = sum_{p0 <= p < p1} W[j, p] x[p - p0] for j0 <= j < j1, W [n, k] row-major
+// (the Linear layout).
 template <typename T>
-void linear_block(const Linear<T>& l, const T* x, int64_t j0, int64_t j1, int64_t p0, int64_t p1,
+void weight_block(const T* w, int64_t k, const T* x, int64_t j0, int64_t j1, int64_t p0, int64_t p1,
                   T* y) {
   if (j1 <= j0) return;
   if (p1 <= p0) {
     std::fill(y, y + (j1 - j0), T(0));
     return;
   }
+  gemm_kernel<T>().dot(p1 - p0, &x, 1, w + j0 * k + p0, k, j1 - j0, y, j1 - j0);
+}
+
+// The same block of a Linear's product without its bias (its int8 rows when quantised).
+template <typename T>
+void linear_block(const Linear<T>& l, const T* x, int64_t j0, int64_t j1, int64_t p0, int64_t p1,
+                  T* y) {
   const int64_t k = l.in_features();
   if constexpr (std::is_same_v<T, float>) {
-    if (l.int8) {
+    if (l.int8 && j1 > j0 && p1 > p0) {
       int8_kernel().dot(p1 - p0, &x, 1, l.int8->q.data() + j0 * k + p0, k,
                         l.int8->scale.data() + j0, j1 - j0, y, j1 - j0);
       return;
     }
   }
-  gemm_kernel<T>().dot(p1 - p0, &x, 1, l.weight.value().data() + j0 * k + p0, k, j1 - j0, y,
-                       j1 - j0);
+  weight_block(l.weight.value().data(), k, x, j0, j1, p0, p1, y);
 }
 
 // y[j - j0] = (x W^T + b)[j] for j0 <= j < j1: output rows of a Linear over the whole input.
@@ -343,17 +349,10 @@ class StepDecoder {
     if (model_.quantized_head.int8)
       detail::linear_rows(model_.quantized_head, s.h.data(), v0, v1, logits_.data() + v0);
     else if (c.tie_embeddings)
-      tied_head_rows(s, v0, v1);
+      detail::weight_block(model_.wte.weight.value().data(), c.d_model, s.h.data(), v0, v1, 0,
+                           c.d_model, logits_.data() + v0);
     else
       detail::linear_rows(model_.lm_head, s.h.data(), v0, v1, logits_.data() + v0);
-  }
-
-  void tied_head_rows(Scratch& s, int64_t v0, int64_t v1) {
-    if (v1 <= v0) return;
-    const int64_t C = model_.config.d_model;
-    const T* h = s.h.data();
-    gemm_kernel<T>().dot(C, &h, 1, model_.wte.weight.value().data() + v0 * C, C, v1 - v0,
-                         logits_.data() + v0, v1 - v0);
   }
 
   const GPT<T>& model_;
