@@ -3,7 +3,7 @@
 //
 //   std::vector<float> buffer = make_buffer(512);     // MB, larger than the caches
 //   double gbs = read_bandwidth_gbs(buffer);          // best of 5 passes on all threads (or n)
-//   read_pass(buffer, false);                         // one single-threaded pass: evicts caches
+//   read_pass(buffer);                                // one pass on all threads: evicts caches
 #pragma once
 
 #include <algorithm>
@@ -26,15 +26,15 @@ inline float sum_floats(const float* p, int64_t n) {
   return total;
 }
 
-// Reads the whole buffer once, on all threads or on the calling one. Evicting the caches with
-// a single-threaded pass leaves no OpenMP (or OpenBLAS) worker spinning from it when the timed
-// run starts.
-inline double read_pass(const std::vector<float>& buffer, [[maybe_unused]] bool parallel) {
+// Reads the whole buffer once on all threads, each streaming its own slice. As an eviction
+// before a timed run it empties every core's caches (not only the caller's) and leaves the
+// OpenMP workers awake, as the layers before an MoE layer do when a model decodes.
+inline double read_pass(const std::vector<float>& buffer) {
   constexpr int64_t kBlock = 1 << 14;
   const int64_t n = int64_t(buffer.size()), blocks = (n + kBlock - 1) / kBlock;
   const auto t0 = std::chrono::steady_clock::now();
   float total = 0;
-#pragma omp parallel for schedule(static) reduction(+ : total) if (parallel)
+#pragma omp parallel for schedule(static) reduction(+ : total)
   for (int64_t b = 0; b < blocks; ++b)
     total += sum_floats(buffer.data() + b * kBlock, std::min(kBlock, n - b * kBlock));
   g_bandwidth_sink = g_bandwidth_sink + total;
@@ -51,7 +51,7 @@ inline std::vector<float> make_buffer(int64_t megabytes) {
 
 inline double read_bandwidth_gbs(const std::vector<float>& buffer, int passes = 5) {
   double best = 1e30;
-  for (int trial = 0; trial < passes; ++trial) best = std::min(best, read_pass(buffer, true));
+  for (int trial = 0; trial < passes; ++trial) best = std::min(best, read_pass(buffer));
   return double(buffer.size()) * 4.0 / best / 1e9;
 }
 

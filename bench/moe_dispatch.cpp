@@ -767,7 +767,7 @@ Timing time_strategy(const Strategy& s, const Options& o, const std::vector<floa
   double total = 0;  // timed seconds; with --cold the evictions add untimed seconds
   const auto start = Clock::now();
   for (;;) {
-    if (flush) read_pass(*flush, false);
+    if (flush) read_pass(*flush);
     const auto t0 = Clock::now();
     s.run(backward, nullptr);
     const double dt = std::chrono::duration<double>(Clock::now() - t0).count();
