@@ -39,6 +39,7 @@
 #include "minimoe/ops/elementwise.hpp"
 #include "minimoe/ops/embedding.hpp"
 #include "minimoe/ops/gather.hpp"
+#include "minimoe/ops/linear_cross_entropy.hpp"
 #include "minimoe/ops/logsumexp.hpp"
 #include "minimoe/ops/loss.hpp"
 #include "minimoe/ops/matmul.hpp"

@@ -399,3 +399,39 @@ TEST_CASE_TEMPLATE("row activations match the scalar functions", T, float, doubl
     test::check_close(in_place, ey, tol * 10);
   }
 }
+
+TEST_CASE_TEMPLATE("gemm_split_k and gemm_at_b_add match a naive loop, with every kernel", T, float,
+                   double) {
+  Rng rng(8);
+  // K over several pieces and K blocks, A strided (a column block of a wider matrix), n not a
+  // multiple of any panel width.
+  const int64_t m = 13, n = 37, k = 3001, lda = k + 5;
+  const Tensor<T> a = Tensor<T>::randn({m, lda}, rng);
+  const Tensor<T> b = Tensor<T>::randn({k, n}, rng);
+  const Tensor<T> d = Tensor<T>::randn({k, m}, rng);  // A^T B: A [k, m]
+  const Tensor<T> start = Tensor<T>::randn({m, n}, rng);
+  Tensor<T> ab({m, n}), atb({m, n});
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0, t = 0;
+      for (int64_t p = 0; p < k; ++p) {
+        s += double(a.data()[i * lda + p]) * double(b.data()[p * n + j]);
+        t += double(d.data()[p * m + i]) * double(b.data()[p * n + j]);
+      }
+      ab.data()[i * n + j] = T(s);
+      atb.data()[i * n + j] = T(double(start.data()[i * n + j]) + t);
+    }
+  for (const GemmKernel<T>& kernel : kernels_under_test<T>()) {
+    CAPTURE(kernel.name);
+    Tensor<T> c({m, n}, T(7));  // overwritten
+    gemm_split_k(m, n, k, a.data(), lda, b.data(), c.data(), kernel);
+    test::check_close(c, ab, tolerance<T>(k));
+    Tensor<T> acc = start.clone();  // added to
+    gemm_at_b_add(m, n, k, d.data(), b.data(), acc.data(), kernel);
+    test::check_close(acc, atb, tolerance<T>(k));
+    // No rows: nothing to add.
+    Tensor<T> same = start.clone();
+    gemm_at_b_add(m, n, int64_t{0}, d.data(), b.data(), same.data(), kernel);
+    test::check_close(same, start, 0.0);
+  }
+}

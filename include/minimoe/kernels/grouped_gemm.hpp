@@ -86,8 +86,9 @@ struct GroupedProduct {
   std::function<void(int64_t, int64_t, int64_t, int64_t, int64_t)> epilogue;
 };
 
-// grads[g][i, j] = sum_{r in g} D[r, i] X(r)[j] for i < m, j < n (overwritten), and
-// bias_grads[g][i] = sum_{r in g} D[r, i] when given. Groups without rows are left alone.
+// grads[g][i, j] = sum_{r in g} D[r, i] X(r)[j] for i < m, j < n (overwritten, or added to
+// when `accumulate`), and bias_grads[g][i] = sum_{r in g} D[r, i] when given (overwritten).
+// Groups without rows are left alone.
 template <typename T>
 struct GroupedWeightGrad {
   RowGroups groups;
@@ -99,6 +100,7 @@ struct GroupedWeightGrad {
   int64_t m = 0, n = 0;
   T* const* grads = nullptr;
   T* const* bias_grads = nullptr;
+  bool accumulate = false;  // grads += (a product in several calls over row chunks)
 };
 
 namespace detail {
@@ -144,10 +146,11 @@ inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; 
 //   C_s[0:m, 0:n] = sum_p A(i, p) B_s[p, 0:n]   for each segment s < nseg (C_s = c[s], ldc)
 // a_strip(i0, rows, p0, kc, ptrs) points ptrs[i] at A(i0 + i, p0) and returns the p step;
 // pack_b(s, p0, kc, dst) packs rows [p0, p0 + kc) of B_s; epilogue(i0, rows) runs on each
-// strip of C once its sums are complete.
+// strip of C once its sums are complete. With add_to_c the sums are added to C instead.
 template <typename T, typename AStrip, typename PackB, typename Epilogue>
 void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, int nseg, T* const* c,
-                int64_t ldc, AStrip&& a_strip, PackB&& pack_b, Epilogue&& epilogue) {
+                int64_t ldc, AStrip&& a_strip, PackB&& pack_b, Epilogue&& epilogue,
+                bool add_to_c = false) {
   Scratch<T>& ws = scratch<T>();
   const int mr = kernel.mr, nr = kernel.nr;
   const int64_t panels = (n + nr - 1) / nr;
@@ -157,7 +160,7 @@ void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, in
   ws.tile.resize(static_cast<size_t>(mr * nr));
   const T* ap[kGemmMaxMR];
   if (k == 0) {
-    for (int s = 0; s < nseg; ++s)
+    for (int s = 0; s < nseg && !add_to_c; ++s)
       for (int64_t i = 0; i < m; ++i) std::fill_n(c[s] + i * ldc, n, T(0));
     for (int64_t i0 = 0; i0 < m; i0 += mr) epilogue(i0, std::min<int64_t>(mr, m - i0));
     return;
@@ -165,7 +168,7 @@ void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, in
   for (int64_t kb = 0; kb < blocks; ++kb) {
     const int64_t p0 = kb * kc_max, kc = std::min(kc_max, k - p0);
     for (int s = 0; s < nseg; ++s) pack_b(s, p0, kc, ws.b.data() + s * panels * kc * nr);
-    const bool accumulate = kb > 0;
+    const bool accumulate = kb > 0 || add_to_c;
     for (int64_t i0 = 0; i0 < m; i0 += mr) {
       const int rows = static_cast<int>(std::min<int64_t>(mr, m - i0));
       const int64_t a_step = a_strip(i0, rows, p0, kc, ap);
@@ -371,8 +374,7 @@ class GemmPhase {
     auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t kc, const T** ptrs) {
       ws.a.resize(static_cast<size_t>(kc * mr));
       T* dst = ws.a.data();
-      for (int64_t q = 0; q < kc; ++q)
-        std::copy_n(p.d + (begin + p0 + q) * p.ldd + t.m0 + i0, rows, dst + q * mr);
+      detail::pack_a_strip(p.d + (begin + p0) * p.ldd + t.m0 + i0, p.ldd, rows, kc, mr, dst);
       if (bias)
         for (int i = 0; i < rows; ++i) {
           T sum = p0 == 0 ? T(0) : bias[i0 + i];
@@ -392,8 +394,9 @@ class GemmPhase {
           dst);
     };
     T* c[1] = {p.grads[g] + t.m0 * p.n + t.n0};
-    detail::gemm_block(kernel_, t.m1 - t.m0, nc, p.groups.rows(g), 1, c, p.n, a_strip, pack_b,
-                       [](int64_t, int64_t) {});
+    detail::gemm_block(
+        kernel_, t.m1 - t.m0, nc, p.groups.rows(g), 1, c, p.n, a_strip, pack_b,
+        [](int64_t, int64_t) {}, p.accumulate);
   }
 
   const GemmKernel<T>& kernel_;
@@ -469,6 +472,67 @@ bool gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
     grouped_matmul<T>(one, a, k, nullptr, &b, transpose_b, k, n, c, n, kernel);
   }
   return true;
+}
+
+// C [m, n] = A B for A [m, k] (row stride lda) and B [k, n] (contiguous) when k is far larger
+// than m and n: dH = dLogits W of an LM head, where K is the vocabulary. Tiles of C would each
+// stream all of A or all of B again; split along K instead, each piece (a dynamic task) is one
+// blocked GEMM over its K range into a partial C of its own, that reads its share of A and B
+// once. The partials are summed in piece order, so the result does not depend on which thread
+// ran which piece.
+template <typename T>
+void gemm_split_k(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, T* c,
+                  const GemmKernel<T>& kernel = gemm_kernel<T>()) {
+  const int threads = detail::max_threads();
+  const int64_t pieces = std::clamp<int64_t>(k / (4 * detail::kBlockK), 1, 4 * threads);
+  std::vector<T> partials(static_cast<size_t>(pieces * m * n));
+  const bool parallel = threads > 1 && detail::worth_parallel(double(m) * double(n) * double(k));
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+  for (int64_t piece = 0; piece < pieces; ++piece) {
+    const int64_t k0 = k * piece / pieces, k1 = k * (piece + 1) / pieces;
+    T* cp[1] = {partials.data() + piece * m * n};
+    auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t, const T** ptrs) {
+      return detail::indexed_rows(a + k0, lda, static_cast<const int32_t*>(nullptr), i0, rows, p0,
+                                  ptrs);
+    };
+    auto pack_b = [&](int, int64_t p0, int64_t kc, T* dst) {
+      detail::pack_b_k_rows(
+          kernel.nr, kc, n, [&](int64_t q) { return b + (k0 + p0 + q) * n; }, dst);
+    };
+    detail::gemm_block(kernel, m, n, k1 - k0, 1, cp, n, a_strip, pack_b, [](int64_t, int64_t) {});
+  }
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t i = 0; i < m; ++i) {
+    T* row = c + i * n;
+    std::copy_n(partials.data() + i * n, n, row);
+    for (int64_t piece = 1; piece < pieces; ++piece) {
+      const T* part = partials.data() + (piece * m + i) * n;
+      for (int64_t j = 0; j < n; ++j) row[j] += part[j];
+    }
+  }
+}
+
+// C [m, n] += A^T B for A [k, m] and B [k, n], row-major and contiguous: a weight gradient
+// summed over several chunks of rows (ops/linear_cross_entropy.hpp).
+template <typename T>
+void gemm_at_b_add(int64_t m, int64_t n, int64_t k, const T* a, const T* b, T* c,
+                   const GemmKernel<T>& kernel = gemm_kernel<T>()) {
+  const int32_t rows = static_cast<int32_t>(k);
+  check<ValueError>(rows == k, "gemm_at_b_add: {} rows exceed the index range", k);
+  const int32_t offsets[2] = {0, rows};
+  GroupedWeightGrad<T> p;
+  p.groups = RowGroups{offsets, 1};
+  p.d = a;
+  p.ldd = m;
+  p.x = b;
+  p.ldx = n;
+  p.m = m;
+  p.n = n;
+  p.grads = &c;
+  p.accumulate = true;
+  GemmPhase<T> phase(kernel);
+  phase.add(p);
+  phase.run_parallel();
 }
 
 }  // namespace minimoe

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 
 #include "minimoe/kernels/gemm_microkernel.hpp"
 
@@ -92,6 +93,28 @@ void pack_b_n_rows(int nr, int64_t kc, int64_t n, RowFn&& row, T* dst) {
       std::fill(d + cols, d + nr, T(0));
     }
   }
+}
+
+// dst[q * mr + i] = src[q * ld + i] for q < kc, i < rows <= kGemmMaxMR: an A strip read across
+// rows that lie far apart (D^T of a weight gradient). A copy of a run-time length is a call to
+// memcpy per 32 bytes, which cost the LM head's dW a few percent; a fixed length is a move.
+template <int Rows, typename T>
+void pack_a_strip_fixed(const T* src, int64_t ld, int64_t kc, int mr, T* dst) {
+  for (int64_t q = 0; q < kc; ++q)
+    for (int i = 0; i < Rows; ++i) dst[q * mr + i] = src[q * ld + i];
+}
+
+template <typename T, int... R>
+void pack_a_strip(const T* src, int64_t ld, int rows, int64_t kc, int mr, T* dst,
+                  std::integer_sequence<int, R...>) {
+  using Fn = void (*)(const T*, int64_t, int64_t, int, T*);
+  static constexpr Fn by_rows[] = {&pack_a_strip_fixed<R + 1, T>...};
+  by_rows[rows - 1](src, ld, kc, mr, dst);
+}
+
+template <typename T>
+void pack_a_strip(const T* src, int64_t ld, int rows, int64_t kc, int mr, T* dst) {
+  pack_a_strip(src, ld, rows, kc, mr, dst, std::make_integer_sequence<int, kGemmMaxMR>{});
 }
 
 }  // namespace detail

@@ -18,6 +18,7 @@
 #include "minimoe/nn/dropout.hpp"
 #include "minimoe/nn/embedding.hpp"
 #include "minimoe/nn/moe_layer.hpp"
+#include "minimoe/ops/linear_cross_entropy.hpp"
 #include "minimoe/ops/loss.hpp"
 
 namespace minimoe {
@@ -182,12 +183,20 @@ struct GPT {
     return config.tie_embeddings ? matmul(y, wte.weight, false, true) : lm_head(y);
   }
 
+  // The mean cross-entropy of the head over residual stream x [B, T, C]: the head and the
+  // loss fused (ops/linear_cross_entropy.hpp), so that the [B, T, V] logits never exist.
+  Var<T> head_loss(const Var<T>& x, const Tensor<int32_t>& targets, int32_t ignore_index) {
+    if (quantized_head.int8) return cross_entropy(head(x), targets, ignore_index);
+    ProfileRegion region("lm_head");
+    return linear_cross_entropy(ln_f(x), config.tie_embeddings ? wte.weight : lm_head.weight,
+                                targets, ignore_index);
+  }
+
   GPTLoss<T> loss(const Tensor<int32_t>& ids, const Tensor<int32_t>& targets,
                   int32_t ignore_index = -100) {
     GPTLoss<T> l;
-    const Var<T> logits = (*this)(ids);
-    ProfileRegion region("lm_head");  // the softmax over the vocabulary
-    l.cross_entropy = cross_entropy(logits, targets, ignore_index);
+    const Var<T> x = hidden(ids);
+    l.cross_entropy = head_loss(x, targets, ignore_index);
     l.total = l.cross_entropy;
     for (Block<T>& b : blocks) {
       if (!b.is_moe) continue;

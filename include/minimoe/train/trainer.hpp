@@ -116,10 +116,10 @@ EvalReport evaluate_model(GPT<T>& model, const Dataset& data, int64_t batch, int
         d, batch, context,
         [&](const Batch& b) {
           if (group != nullptr && index++ % groups != my_group) return;
-          const Var<T> logits = model(b.ids);
+          const Var<T> x = model.hidden(b.ids);  // every rank: expert parallelism is collective
           if (!counts) return;
           const int64_t n = b.targets.numel();
-          domain_sum += double(cross_entropy(logits, b.targets).item()) * double(n);
+          domain_sum += double(model.head_loss(x, b.targets, kIgnoreIndex).item()) * double(n);
           e.tokens += n;
         },
         max_batches);
