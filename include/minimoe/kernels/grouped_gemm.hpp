@@ -486,7 +486,8 @@ void gemm_split_k(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, cons
   const int threads = detail::max_threads();
   const int64_t pieces = std::clamp<int64_t>(k / (4 * detail::kBlockK), 1, 4 * threads);
   std::vector<T> partials(static_cast<size_t>(pieces * m * n));
-  const bool parallel = threads > 1 && detail::worth_parallel(double(m) * double(n) * double(k));
+  [[maybe_unused]] const bool parallel =  // read by the pragmas only (none without OpenMP)
+      threads > 1 && detail::worth_parallel(double(m) * double(n) * double(k));
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t piece = 0; piece < pieces; ++piece) {
     const int64_t k0 = k * piece / pieces, k1 = k * (piece + 1) / pieces;
