@@ -5,9 +5,10 @@
 //   Var<float> y = scaled_dot_product_attention(q, k, v);
 //
 // Heads stay in the [B, T, H, D] layout that the projections produce, so no transpose copies
-// are made: each (batch, head) is a strided [T, D] matrix. Per head, S = scale Q K^T and
-// O = softmax(S) V are Eigen GEMMs; the causal mask is applied while the softmax runs (no mask
-// tensor), and the probabilities P are kept for backward only when a gradient is needed.
+// are made: each (batch, head) is a strided [T, D] matrix. Per head and block of queries,
+// S = scale Q K^T and O = softmax(S) V are Eigen GEMMs over the keys the block sees; the causal
+// mask is applied while the softmax runs (no mask tensor), and the probabilities P are kept for
+// backward only when a gradient is needed.
 //
 // Causality with a KV cache: query i of Tq sits at absolute position Tk - Tq + i and sees keys
 // j <= Tk - Tq + i, so decoding one token (Tq = 1) against Tk cached keys sees all of them.
@@ -15,6 +16,7 @@
 // Soft-capping (Gemma 2): s -> cap * tanh(s / cap) before the softmax, when cap > 0.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -56,6 +58,11 @@ StridedMap<T> head_matrix(T* data, int64_t b, int64_t head, int64_t T_, int64_t 
 inline int64_t visible_keys(int64_t i, int64_t Tq, int64_t Tk, bool causal) {
   return causal ? i + Tk - Tq + 1 : Tk;
 }
+
+// Queries go in blocks of this many rows, each against the keys its last row sees: under a
+// causal mask the products skip most of the masked upper triangle (at T = 256, 62.5% of the
+// full products are computed), and blocks of 64 rows keep Eigen's GEMMs efficient.
+inline constexpr int64_t kQueryBlock = 64;
 
 // The attention probabilities of one query from its n raw scores q . k_j (in place):
 // softmax(cap tanh(scale s / cap)), the cap only when cap > 0, stable (max subtracted).
@@ -117,14 +124,20 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
       const auto qm = detail::head_matrix(qc.data(), b, h, Tq, H, D);
       const auto km = detail::head_matrix(kc.data(), b, hk, Tk, Hkv, D);
       const auto vm = detail::head_matrix(vc.data(), b, hk, Tk, Hkv, D);
-      p.noalias() = qm * km.transpose();
-      for (int64_t i = 0; i < Tq; ++i) {  // masked, capped, stable softmax of each row
-        T* row = p.data() + i * Tk;
-        const int64_t n = detail::visible_keys(i, Tq, Tk, causal);
-        detail::attention_softmax(row, n, scale, cap);
-        std::fill(row + n, row + Tk, T(0));
+      auto om = detail::head_matrix(out.data(), b, h, Tq, H, D);
+      for (int64_t i0 = 0; i0 < Tq; i0 += detail::kQueryBlock) {
+        const int64_t rows = std::min(detail::kQueryBlock, Tq - i0);
+        const int64_t keys = detail::visible_keys(i0 + rows - 1, Tq, Tk, causal);
+        auto pb = p.block(i0, 0, rows, keys);
+        pb.noalias() = qm.middleRows(i0, rows) * km.topRows(keys).transpose();
+        for (int64_t i = i0; i < i0 + rows; ++i) {  // masked, capped, stable softmax of each row
+          T* row = p.data() + i * Tk;
+          const int64_t n = detail::visible_keys(i, Tq, Tk, causal);
+          detail::attention_softmax(row, n, scale, cap);
+          std::fill(row + n, row + Tk, T(0));
+        }
+        om.middleRows(i0, rows).noalias() = pb * vm.topRows(keys);
       }
-      detail::head_matrix(out.data(), b, h, Tq, H, D).noalias() = p * vm;
       if (record) std::copy_n(p.data(), Tq * Tk, probs.data() + bh * Tq * Tk);
     }
   }
@@ -141,7 +154,7 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
     // same dK, dV without races, in a fixed order.
 #pragma omp parallel if (detail::worth_parallel(double(B * H) * double(Tq * Tk) * double(D)))
         {
-          detail::RowMatrix<T> dp(Tq, Tk);  // [Tq, Tk]
+          detail::RowMatrix<T> dp(std::min(Tq, detail::kQueryBlock), Tk);  // one query block
 #pragma omp for schedule(static)
           for (int64_t bk = 0; bk < B * Hkv; ++bk) {
             const int64_t b = bk / Hkv, hk = bk % Hkv;
@@ -154,24 +167,33 @@ Var<T> scaled_dot_product_attention(const Var<T>& q, const Var<T>& k, const Var<
               const auto gm = detail::head_matrix(g.data(), b, h, Tq, H, D);
               const Eigen::Map<const detail::RowMatrix<T>> p(probs.data() + (b * H + h) * Tq * Tk,
                                                              Tq, Tk);
-              dvm.noalias() += p.transpose() * gm;
-              dp.noalias() = gm * vm.transpose();
-              // softmax backward: dS = P * (dP - rowsum(P * dP))
-              const Eigen::Array<T, Eigen::Dynamic, 1> row_dot =
-                  (p.array() * dp.array()).rowwise().sum();
-              dp.array() = p.array() * (dp.array().colwise() - row_dot);
-              if (cap > 0) {  // d(cap tanh(u / cap)) / du = 1 - tanh^2, with u recomputed
-                for (int64_t i = 0; i < Tq; ++i) {
-                  const int64_t n = detail::visible_keys(i, Tq, Tk, causal);
-                  for (int64_t j = 0; j < n; ++j) {
-                    const T t = std::tanh(scale * qm.row(i).dot(km.row(j)) / cap);
-                    dp(i, j) *= T(1) - t * t;
+              auto dqm = detail::head_matrix(dq.data(), b, h, Tq, H, D);
+              // The forward's query blocks: P is zero beyond each block's keys.
+              for (int64_t i0 = 0; i0 < Tq; i0 += detail::kQueryBlock) {
+                const int64_t rows = std::min(detail::kQueryBlock, Tq - i0);
+                const int64_t keys = detail::visible_keys(i0 + rows - 1, Tq, Tk, causal);
+                const auto pb = p.block(i0, 0, rows, keys);
+                const auto gb = gm.middleRows(i0, rows);
+                auto dpb = dp.block(0, 0, rows, keys);
+                dvm.topRows(keys).noalias() += pb.transpose() * gb;
+                dpb.noalias() = gb * vm.topRows(keys).transpose();
+                // softmax backward: dS = P * (dP - rowsum(P * dP))
+                const Eigen::Array<T, Eigen::Dynamic, 1> row_dot =
+                    (pb.array() * dpb.array()).rowwise().sum();
+                dpb.array() = pb.array() * (dpb.array().colwise() - row_dot);
+                if (cap > 0) {  // d(cap tanh(u / cap)) / du = 1 - tanh^2, with u recomputed
+                  for (int64_t i = 0; i < rows; ++i) {
+                    const int64_t n = detail::visible_keys(i0 + i, Tq, Tk, causal);
+                    for (int64_t j = 0; j < n; ++j) {
+                      const T t = std::tanh(scale * qm.row(i0 + i).dot(km.row(j)) / cap);
+                      dpb(i, j) *= T(1) - t * t;
+                    }
                   }
                 }
+                dpb *= scale;
+                dqm.middleRows(i0, rows).noalias() = dpb * km.topRows(keys);
+                dkm.topRows(keys).noalias() += dpb.transpose() * qm.middleRows(i0, rows);
               }
-              dp *= scale;
-              detail::head_matrix(dq.data(), b, h, Tq, H, D).noalias() = dp * km;
-              dkm.noalias() += dp.transpose() * qm;
             }
           }
         }
