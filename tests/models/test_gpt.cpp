@@ -164,3 +164,31 @@ TEST_CASE("config validation and JSON") {
                        "unknown preset 'huge' (expected one of: minimoe, tiny, dense, tinymoe)",
                        ValueError);
 }
+
+TEST_CASE("the fused head loss equals cross_entropy of the logits, tied and untied, in float") {
+  for (const bool tied : {true, false}) {
+    CAPTURE(tied);
+    GPTConfig c = preset("tinymoe");
+    c.vocab_size = 700;
+    c.context_length = 16;
+    c.n_layers = 1;
+    c.tie_embeddings = tied;
+    GPT<float> fused(c, 12), unfused(c, 12);
+    const Tensor<int32_t> ids = tokens({3, 16}, c.vocab_size, 13);
+    Tensor<int32_t> targets = tokens({3, 16}, c.vocab_size, 14);
+    targets.at({2, 15}) = kIgnoreIndex;
+    Var<float> a = fused.head_loss(fused.hidden(ids), targets, kIgnoreIndex);
+    Var<float> b = cross_entropy(unfused(ids), targets);
+    CHECK(a.item() == doctest::Approx(b.item()).epsilon(1e-6));
+    a.backward();
+    b.backward();
+    const auto pa = named_parameters(fused), pb = named_parameters(unfused);
+    REQUIRE(pa.size() == pb.size());
+    for (size_t i = 0; i < pa.size(); ++i) {
+      CAPTURE(pa[i].first);
+      REQUIRE(pa[i].second.grad().defined() == pb[i].second.grad().defined());
+      if (pa[i].second.grad().defined())
+        test::check_close(pa[i].second.grad(), pb[i].second.grad(), 1e-6);
+    }
+  }
+}

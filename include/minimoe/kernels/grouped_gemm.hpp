@@ -31,6 +31,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "minimoe/error.hpp"
@@ -258,6 +259,8 @@ class GemmPhase {
   }
 
   void add(const GroupedWeightGrad<T>& p) {
+    check<ValueError>(!p.accumulate || p.bias_grads == nullptr,
+                      "grouped weight gradient: accumulate does not apply to bias gradients");
     const int32_t id = static_cast<int32_t>(grads_.size());
     grads_.push_back(p);
     int64_t groups = 0;
@@ -474,24 +477,32 @@ bool gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
   return true;
 }
 
+// K per piece of gemm_split_k: a fixed depth, so that the pieces and the order of their sum
+// depend on the shape alone, never on the thread count.
+inline constexpr int64_t kSplitKDepth = 2048;
+
+inline int64_t split_k_pieces(int64_t k) {
+  return std::max<int64_t>(1, (k + kSplitKDepth - 1) / kSplitKDepth);
+}
+
 // C [m, n] = A B for A [m, k] (row stride lda) and B [k, n] (contiguous) when k is far larger
 // than m and n: dH = dLogits W of an LM head, where K is the vocabulary. Tiles of C would each
 // stream all of A or all of B again; split along K instead, each piece (a dynamic task) is one
 // blocked GEMM over its K range into a partial C of its own, that reads its share of A and B
-// once. The partials are summed in piece order, so the result does not depend on which thread
-// ran which piece.
+// once. The partials are summed in piece order: the result is the same for any thread count.
+// Holds split_k_pieces(k) partials of m x n.
 template <typename T>
 void gemm_split_k(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b, T* c,
                   const GemmKernel<T>& kernel = gemm_kernel<T>()) {
-  const int threads = detail::max_threads();
-  const int64_t pieces = std::clamp<int64_t>(k / (4 * detail::kBlockK), 1, 4 * threads);
-  std::vector<T> partials(static_cast<size_t>(pieces * m * n));
+  const int64_t pieces = split_k_pieces(k);
+  // Every partial is overwritten by its piece (each has K >= 1): no zero fill.
+  const std::unique_ptr<T[]> partials(new T[static_cast<size_t>(pieces * m * n)]);
   [[maybe_unused]] const bool parallel =  // read by the pragmas only (none without OpenMP)
-      threads > 1 && detail::worth_parallel(double(m) * double(n) * double(k));
+      detail::max_threads() > 1 && detail::worth_parallel(double(m) * double(n) * double(k));
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
   for (int64_t piece = 0; piece < pieces; ++piece) {
     const int64_t k0 = k * piece / pieces, k1 = k * (piece + 1) / pieces;
-    T* cp[1] = {partials.data() + piece * m * n};
+    T* cp[1] = {partials.get() + piece * m * n};
     auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t, const T** ptrs) {
       return detail::indexed_rows(a + k0, lda, static_cast<const int32_t*>(nullptr), i0, rows, p0,
                                   ptrs);
@@ -505,9 +516,9 @@ void gemm_split_k(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, cons
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t i = 0; i < m; ++i) {
     T* row = c + i * n;
-    std::copy_n(partials.data() + i * n, n, row);
+    std::copy_n(partials.get() + i * n, n, row);
     for (int64_t piece = 1; piece < pieces; ++piece) {
-      const T* part = partials.data() + (piece * m + i) * n;
+      const T* part = partials.get() + (piece * m + i) * n;
       for (int64_t j = 0; j < n; ++j) row[j] += part[j];
     }
   }

@@ -186,8 +186,8 @@ struct GPT {
   // The mean cross-entropy of the head over residual stream x [B, T, C]: the head and the
   // loss fused (ops/linear_cross_entropy.hpp), so that the [B, T, V] logits never exist.
   Var<T> head_loss(const Var<T>& x, const Tensor<int32_t>& targets, int32_t ignore_index) {
-    if (quantized_head.int8) return cross_entropy(head(x), targets, ignore_index);
     ProfileRegion region("lm_head");
+    if (quantized_head.int8) return cross_entropy(head(x), targets, ignore_index);
     return linear_cross_entropy(ln_f(x), config.tie_embeddings ? wte.weight : lm_head.weight,
                                 targets, ignore_index);
   }

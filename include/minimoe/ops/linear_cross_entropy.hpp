@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include <Eigen/Core>
 
@@ -53,13 +54,19 @@ void chunk_product(bool transpose_b, int64_t m, int64_t n, int64_t k, const T* a
   }
 }
 
-// c [m, n] = a [m, k] b [k, n], for k far larger than m and n.
+// c [m, n] = a [m, k] b [k, n] with k the vocabulary. Split along K when that makes at least 8
+// pieces (enough for the threads to share) whose partials stay small; the choice depends on
+// the shape only, so the result is the same for any thread count.
 template <typename T>
 void chunk_dh(int64_t m, int64_t n, int64_t k, const T* a, const T* b, T* c) {
-  if constexpr (std::is_same_v<T, float>)
-    gemm_split_k(m, n, k, a, k, b, c);
-  else
-    chunk_product(false, m, n, k, a, b, c);
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t pieces = split_k_pieces(k);
+    if (pieces >= 8 && double(pieces) * double(m) * double(n) * sizeof(T) <= 64e6) {
+      gemm_split_k(m, n, k, a, k, b, c);
+      return;
+    }
+  }
+  chunk_product(false, m, n, k, a, b, c);
 }
 
 // c [m, n] += a^T b for a [k, m], b [k, n].
@@ -105,20 +112,22 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
   }
   const Tensor<T> hc = h.value().contiguous();
   const Tensor<T> wc = w.value().contiguous();
-  const bool record = grad_enabled() && (h.requires_grad() || w.requires_grad());
+  const bool want_dh = grad_enabled() && h.requires_grad();
+  const bool want_dw = grad_enabled() && w.requires_grad();
+  const bool record = want_dh || want_dw;
   const T scale = valid == 0 ? T(0) : T(1) / static_cast<T>(valid);
   const int64_t chunk = std::min(rows, chunk_rows > 0 ? chunk_rows : detail::kChunkRows);
 
-  Tensor<T> dh = record ? Tensor<T>(hc.shape()) : Tensor<T>();
-  Tensor<T> dw = record ? Tensor<T>(wc.shape()) : Tensor<T>();
-  Tensor<T> logits({std::max<int64_t>(chunk, 1), V});
-  double total = 0;
+  Tensor<T> dh = want_dh ? Tensor<T>::empty(hc.shape()) : Tensor<T>();  // every row written
+  Tensor<T> dw = want_dw ? Tensor<T>(wc.shape()) : Tensor<T>();         // summed into: zeroed
+  Tensor<T> logits = Tensor<T>::empty({std::max<int64_t>(chunk, 1), V});
+  // Each row's loss, summed in row order afterwards: the same for any thread count.
+  std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
   for (int64_t r0 = 0; r0 < rows; r0 += chunk) {
     const int64_t n = std::min(chunk, rows - r0);
     const T* hr = hc.data() + r0 * C;
     detail::chunk_product(true, n, V, C, hr, wc.data(), logits.data());
-    double chunk_total = 0;
-#pragma omp parallel for reduction(+ : chunk_total) schedule(static) if (detail::worth_parallel(double(n) * double(V)))
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(n) * double(V)))
     for (int64_t i = 0; i < n; ++i) {
       T* x = logits.data() + i * V;
       const int32_t t = tc.data()[r0 + i];
@@ -131,20 +140,20 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
       detail::Row<T> row(x, V);
       const T target_logit = x[t];
       if (!record) {
-        chunk_total += double((max - target_logit) + std::log((row - max).exp().sum()));
+        row_loss[r0 + i] = double((max - target_logit) + std::log((row - max).exp().sum()));
         continue;
       }
       row = (row - max).exp();
       const T sum = row.sum();
-      chunk_total += double((max - target_logit) + std::log(sum));
+      row_loss[r0 + i] = double((max - target_logit) + std::log(sum));
       row *= scale / sum;  // dlogits = softmax / valid - onehot / valid
       x[t] -= scale;
     }
-    total += chunk_total;
-    if (!record) continue;
-    detail::chunk_dh(n, C, V, logits.data(), wc.data(), dh.data() + r0 * C);
-    detail::chunk_weight_grad(V, C, n, logits.data(), hr, dw.data());
+    if (want_dh) detail::chunk_dh(n, C, V, logits.data(), wc.data(), dh.data() + r0 * C);
+    if (want_dw) detail::chunk_weight_grad(V, C, n, logits.data(), hr, dw.data());
   }
+  double total = 0;
+  for (double l : row_loss) total += l;
   // The mean taken in double: over many rows the sum can leave T's range while the mean does not.
   Tensor<T> loss = Tensor<T>::scalar(valid == 0 ? T(0) : static_cast<T>(total / double(valid)));
   if (!record) return Var<T>(std::move(loss));
@@ -153,8 +162,8 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
                     [dh, dw](const std::vector<Var<T>>& in, const Tensor<T>& g) {
                       const T s = g.item();
                       for (int i = 0; i < 2; ++i) {
-                        if (!in[i].requires_grad()) continue;
                         const Tensor<T>& d = i == 0 ? dh : dw;
+                        if (!in[i].requires_grad() || !d.defined()) continue;
                         Tensor<T> scaled = Tensor<T>::empty(d.shape());
                         scaled.array() = d.array() * s;
                         in[i].add_grad(std::move(scaled));

@@ -9,9 +9,10 @@
 // from 64 bytes to kLargestPooled; larger blocks and blocks beyond a thread's kMaxCachedBytes
 // go straight back to the system. A block freed on another thread than the one that
 // allocated it simply joins that thread's cache. The classes go up to 1 GiB because the
-// largest tensors of a training step come back every step too (the `minimoe` preset's chunk of
-// LM-head logits, 103 MB, and the head's gradient): from the system each arrives as a fresh mapping whose 4 KB
-// pages the kernel faults in and zeroes at first touch (8% of a step, docs/architecture.md).
+// largest tensors of a training step come back every step too (the `minimoe` preset's chunk
+// of LM-head logits, 103 MB, and the head's gradient): from the system each arrives as a fresh
+// mapping whose 4 KB pages the kernel faults in and zeroes at first touch (8% of a step,
+// docs/architecture.md).
 //
 // Under AddressSanitizer the cache is off, so that a use after free is still caught.
 #pragma once
