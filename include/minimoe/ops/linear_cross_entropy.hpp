@@ -101,15 +101,7 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
                     chunk_rows);
   const Tensor<int32_t> tc = targets.contiguous();
   const int64_t rows = tc.numel();
-  int64_t valid = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t t = tc.data()[r];
-    if (t == ignore_index) continue;
-    check<IndexError>(t >= 0 && t < V,
-                      "linear_cross_entropy: target {} out of range [0, {}) at position {}", t, V,
-                      r);
-    ++valid;
-  }
+  const int64_t valid = detail::count_valid_targets(tc, V, ignore_index, "linear_cross_entropy");
   const Tensor<T> hc = h.value().contiguous();
   const Tensor<T> wc = w.value().contiguous();
   const bool want_dh = grad_enabled() && h.requires_grad();

@@ -27,6 +27,20 @@ template <typename T>
 using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <typename T>
 using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+// Targets that count (not ignore_index), each checked to be a class in [0, V).
+inline int64_t count_valid_targets(const Tensor<int32_t>& targets, int64_t V, int32_t ignore_index,
+                                   const char* op) {
+  int64_t valid = 0;
+  for (int64_t r = 0; r < targets.numel(); ++r) {
+    const int32_t t = targets.data()[r];
+    if (t == ignore_index) continue;
+    check<IndexError>(t >= 0 && t < V, "{}: target {} out of range [0, {}) at position {}", op, t,
+                      V, r);
+    ++valid;
+  }
+  return valid;
+}
+
 }  // namespace detail
 
 template <typename T>
@@ -40,14 +54,7 @@ Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
   check<ShapeError>(V > 0, "cross_entropy: logits of shape {} have no classes", logits.shape());
   const Tensor<int32_t> tc = targets.contiguous();
   const int64_t rows = tc.numel();
-  int64_t valid = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    const int32_t t = tc.data()[r];
-    if (t == ignore_index) continue;
-    check<IndexError>(t >= 0 && t < V,
-                      "cross_entropy: target {} out of range [0, {}) at position {}", t, V, r);
-    ++valid;
-  }
+  const int64_t valid = detail::count_valid_targets(tc, V, ignore_index, "cross_entropy");
 
   const Tensor<T> xc = logits.value().contiguous();
   // logsumexp of each row as max + log(sum(exp(x - max))), the two parts kept apart: their sum
