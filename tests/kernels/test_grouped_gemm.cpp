@@ -435,3 +435,37 @@ TEST_CASE_TEMPLATE("gemm_split_k and gemm_at_b_add match a naive loop, with ever
     test::check_close(same, start, 0.0);
   }
 }
+
+TEST_CASE_TEMPLATE("gemm_strided matches a naive loop in every transposition, with every kernel", T,
+                   float, double) {
+  Rng rng(9);
+  // Strided operands and output (column blocks of wider matrices), sizes off every tile.
+  const int64_t m = 19, n = 45, k = 301, pad = 3;
+  for (const bool ta : {false, true})
+    for (const bool tb : {false, true})
+      for (const bool accumulate : {false, true}) {
+        CAPTURE(ta);
+        CAPTURE(tb);
+        CAPTURE(accumulate);
+        const int64_t lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+        const Tensor<T> a = Tensor<T>::randn({ta ? k : m, lda}, rng);
+        const Tensor<T> b = Tensor<T>::randn({tb ? n : k, ldb}, rng);
+        const Tensor<T> start = Tensor<T>::randn({m, ldc}, rng);
+        Tensor<T> expected = start.clone();
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double s = accumulate ? double(start.data()[i * ldc + j]) : 0.0;
+            for (int64_t p = 0; p < k; ++p)
+              s += double(a.data()[ta ? p * lda + i : i * lda + p]) *
+                   double(b.data()[tb ? j * ldb + p : p * ldb + j]);
+            expected.data()[i * ldc + j] = T(s);
+          }
+        for (const GemmKernel<T>& kernel : kernels_under_test<T>()) {
+          CAPTURE(kernel.name);
+          Tensor<T> c = start.clone();  // the padding columns stay as they are
+          gemm_strided(ta, tb, m, n, k, a.data(), lda, b.data(), ldb, c.data(), ldc, accumulate,
+                       kernel);
+          test::check_close(c, expected, tolerance<T>(k));
+        }
+      }
+}

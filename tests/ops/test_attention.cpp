@@ -89,6 +89,16 @@ TEST_CASE("attention gradcheck") {
   auto v = Tensor<double>::randn({1, 4, 1, 3}, rng);
   test::check_gradients(
       [](const V& in) { return scaled_dot_product_attention(in[0], in[1], in[2]); }, {q, k, v});
+  // Several query and key blocks (64 rows each), ragged, with the cache offset between them:
+  // keys of a block that only later queries see, GQA heads summed into one dK, dV.
+  for (const AttentionOptions& o : {options(true), options(false), options(true, 0.8)}) {
+    auto ql = Tensor<double>::randn({1, 70, 2, 3}, rng);
+    auto kl = Tensor<double>::randn({1, 140, 1, 3}, rng);
+    auto vl = Tensor<double>::randn({1, 140, 1, 3}, rng);
+    test::check_gradients(
+        [o](const V& in) { return scaled_dot_product_attention(in[0], in[1], in[2], o); },
+        {ql, kl, vl});
+  }
   auto qt = Tensor<double>::randn({1, 2, 2, 3}, rng).transpose(1, 2);  // [1, 2, 2, 3] view
   test::check_gradients(
       [](const V& in) { return scaled_dot_product_attention(in[0], in[1], in[2]); }, {qt, k, v});

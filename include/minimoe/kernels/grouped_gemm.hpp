@@ -477,6 +477,34 @@ bool gemm(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, c
   return true;
 }
 
+// C [m, n] = op(A) op(B), or C += op(A) op(B) when `accumulate`, on the calling thread: the
+// small products that a caller runs inside its own parallel loop (attention, per head).
+//   A(i, p) = a[i * lda + p], or a[p * lda + i] when transpose_a (read in place: the
+//   micro-kernel steps down a column); B[p, j] = b[p * ldb + j], or b[j * ldb + p] when
+//   transpose_b; C[i, j] = c[i * ldc + j].
+template <typename T>
+void gemm_strided(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int64_t k, const T* a,
+                  int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, bool accumulate,
+                  const GemmKernel<T>& kernel = gemm_kernel<T>()) {
+  if (m == 0 || n == 0) return;
+  auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t, const T** ptrs) -> int64_t {
+    for (int i = 0; i < rows; ++i)
+      ptrs[i] = transpose_a ? a + p0 * lda + i0 + i : a + (i0 + i) * lda + p0;
+    return transpose_a ? lda : 1;
+  };
+  auto pack_b = [&](int, int64_t p0, int64_t kc, T* dst) {
+    if (transpose_b)
+      detail::pack_b_n_rows(
+          kernel.nr, kc, n, [&](int64_t j) { return b + j * ldb + p0; }, dst);
+    else
+      detail::pack_b_k_rows(
+          kernel.nr, kc, n, [&](int64_t q) { return b + (p0 + q) * ldb; }, dst);
+  };
+  T* cp[1] = {c};
+  detail::gemm_block(
+      kernel, m, n, k, 1, cp, ldc, a_strip, pack_b, [](int64_t, int64_t) {}, accumulate);
+}
+
 // K per piece of gemm_split_k: a fixed depth, so that the pieces and the order of their sum
 // depend on the shape alone, never on the thread count.
 inline constexpr int64_t kSplitKDepth = 2048;
