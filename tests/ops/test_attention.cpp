@@ -104,6 +104,15 @@ TEST_CASE("attention gradcheck") {
       [](const V& in) { return scaled_dot_product_attention(in[0], in[1], in[2]); }, {qt, k, v});
 }
 
+TEST_CASE("attention without keys gives zeros, forward and backward") {
+  Var<float> q(Tensor<float>({1, 2, 1, 3}, 1.0f), true);
+  Var<float> k(Tensor<float>({1, 0, 1, 3}), true), v(Tensor<float>({1, 0, 1, 3}), true);
+  Var<float> y = scaled_dot_product_attention(q, k, v, options(false));
+  sum(y).backward();
+  test::check_close(y.value(), Tensor<float>({1, 2, 1, 3}), 0.0);
+  test::check_close(q.grad(), Tensor<float>({1, 2, 1, 3}), 0.0);
+}
+
 TEST_CASE("attention errors") {
   Var<float> q(Tensor<float>({1, 4, 3, 2})), k(Tensor<float>({1, 4, 2, 2}));
   CHECK_THROWS_WITH_AS(scaled_dot_product_attention(q, k, k),

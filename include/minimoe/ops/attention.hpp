@@ -20,7 +20,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <vector>
 
 #include <Eigen/Core>
@@ -66,6 +65,7 @@ template <typename T>
 void attention_softmax(T* row, int64_t n, T scale, T cap) {
   // Eigen array expressions throughout: plain loops with a max or sum are not vectorised
   // (reordering a floating-point reduction needs -ffast-math).
+  if (n == 0) return;  // no keys (maxCoeff needs one)
   Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> s(row, n);
   if (cap > 0)
     s = cap * (s * (scale / cap)).tanh();
