@@ -53,6 +53,7 @@
 #include "minimoe/kernels/activation.hpp"
 #include "minimoe/kernels/grouped_gemm.hpp"
 #include "minimoe/kernels/routing.hpp"
+#include "minimoe/kernels/softmax.hpp"
 
 #include "minimoe/nn/attention.hpp"
 #include "minimoe/nn/dropout.hpp"

@@ -1,8 +1,8 @@
 // minimoe/kernels/activation.hpp: the expert activations with their derivatives, for the
 // fused expert kernels (the autograd versions are in ops/pointwise.hpp): scalar functions, and
 // row functions over contiguous values that the GEMM epilogues call on a strip while it is in
-// cache. The row functions are Eigen array expressions, so exp and tanh are vectorised for
-// float (GELUExact's erf stays scalar).
+// cache. The row functions are Eigen array expressions, so exp is vectorised for float, and
+// GELU's tanh is kernels/vector_math.hpp's (GELUExact's erf stays scalar).
 //
 //   float h = activate(Activation::SiLU, x);
 //   float dh = activate_derivative(Activation::SiLU, x);   // d act / dx at x
@@ -17,6 +17,7 @@
 #include <Eigen/Core>
 
 #include "minimoe/error.hpp"
+#include "minimoe/kernels/vector_math.hpp"
 
 namespace minimoe {
 
@@ -123,7 +124,8 @@ void activation_chunk(Activation a, const ConstArrayMap<T>& x, ChunkArray<T>* va
   const int64_t n = x.size();
   switch (a) {
     case Activation::GELU: {
-      const ChunkArray<T> t = (kSqrt2OverPi<T> * (x + kGeluCubic<T> * x.cube())).tanh();
+      ChunkArray<T> t = kSqrt2OverPi<T> * (x + kGeluCubic<T> * x.cube());
+      tanh_in_place(t.data(), n);
       if (value) *value = T(0.5) * x * (T(1) + t);
       if (derivative)
         *derivative = T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t.square()) * kSqrt2OverPi<T> *

@@ -27,6 +27,7 @@
 #include "minimoe/autograd/var.hpp"
 #include "minimoe/kernels/grouped_gemm.hpp"
 #include "minimoe/kernels/parallel.hpp"
+#include "minimoe/kernels/softmax.hpp"
 
 namespace minimoe {
 
@@ -63,16 +64,15 @@ inline constexpr int64_t kQueryBlock = 64;
 // softmax(cap tanh(scale s / cap)), the cap only when cap > 0, stable (max subtracted).
 template <typename T>
 void attention_softmax(T* row, int64_t n, T scale, T cap) {
-  // Eigen array expressions throughout: plain loops with a max or sum are not vectorised
-  // (reordering a floating-point reduction needs -ffast-math).
-  if (n == 0) return;  // no keys (maxCoeff needs one)
-  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> s(row, n);
-  if (cap > 0)
+  if (n == 0) return;  // no keys (a max needs one)
+  if (cap > 0) {
+    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> s(row, n);
     s = cap * (s * (scale / cap)).tanh();
-  else
-    s *= scale;
-  s = (s - s.maxCoeff()).exp();
-  s *= T(1) / s.sum();
+  } else {
+    scale_row(row, n, scale);
+  }
+  const T sum = exp_shifted(row, row, n, row_max(row, n));
+  scale_row(row, n, T(1) / sum);
 }
 
 // The softmax backward of one row over its first n keys, in place: ds = scale p (dp - p . dp).

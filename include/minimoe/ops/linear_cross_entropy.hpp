@@ -24,6 +24,7 @@
 #include "minimoe/autograd/var.hpp"
 #include "minimoe/kernels/grouped_gemm.hpp"
 #include "minimoe/kernels/parallel.hpp"
+#include "minimoe/kernels/softmax.hpp"
 #include "minimoe/ops/loss.hpp"
 
 namespace minimoe {
@@ -128,17 +129,12 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
         continue;
       }
       // logsumexp as max + log(sum(exp(x - max))), the parts kept apart (see cross_entropy).
-      const T max = *std::max_element(x, x + V);
-      detail::Row<T> row(x, V);
+      const T max = detail::row_max(x, V);
       const T target_logit = x[t];
-      if (!record) {
-        row_loss[r0 + i] = double((max - target_logit) + std::log((row - max).exp().sum()));
-        continue;
-      }
-      row = (row - max).exp();
-      const T sum = row.sum();
+      const T sum = detail::exp_shifted(x, record ? x : nullptr, V, max);
       row_loss[r0 + i] = double((max - target_logit) + std::log(sum));
-      row *= scale / sum;  // dlogits = softmax / valid - onehot / valid
+      if (!record) continue;
+      detail::scale_row(x, V, scale / sum);  // dlogits = softmax / valid - onehot / valid
       x[t] -= scale;
     }
     if (want_dh) detail::chunk_dh(n, C, V, logits.data(), wc.data(), dh.data() + r0 * C);

@@ -7,26 +7,22 @@
 // rebuilds softmax(logits) - onehot(target) from it, so no [rows, V] probability tensor is
 // stored between the passes. With no valid target at all the loss is 0 with zero gradient
 // (PyTorch returns NaN), so a fully padded batch does not poison training. The exponentials
-// (rows x V of them each way: 100M a step for GPT-2's vocabulary) are Eigen's vectorised exp.
+// (rows x V of them each way: 100M a step for GPT-2's vocabulary) go through the
+// row passes of kernels/softmax.hpp.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 
-#include <Eigen/Core>
-
 #include "minimoe/autograd/var.hpp"
 #include "minimoe/kernels/parallel.hpp"
+#include "minimoe/kernels/softmax.hpp"
 
 namespace minimoe {
 
 inline constexpr int32_t kIgnoreIndex = -100;
 
 namespace detail {
-template <typename T>
-using ConstRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <typename T>
-using Row = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 // Targets that count (not ignore_index), each checked to be a class in [0, V).
 inline int64_t count_valid_targets(const Tensor<int32_t>& targets, int64_t V, int32_t ignore_index,
                                    const char* op) {
@@ -64,8 +60,8 @@ Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
 #pragma omp parallel for reduction(+ : total) schedule(static) if (detail::worth_parallel(double(rows) * double(V)))
   for (int64_t r = 0; r < rows; ++r) {
     const T* x = xc.data() + r * V;
-    const T max = *std::max_element(x, x + V);
-    const T sum = (detail::ConstRow<T>(x, V) - max).exp().sum();
+    const T max = detail::row_max(x, V);
+    const T sum = detail::exp_shifted<T>(x, nullptr, V, max);
     row_max.data()[r] = max;
     log_sum.data()[r] = std::log(sum);
     const int32_t t = tc.data()[r];
@@ -87,7 +83,8 @@ Var<T> cross_entropy(const Var<T>& logits, const Tensor<int32_t>& targets,
                         const T* x = xc.data() + r * V;
                         T* d = dx.data() + r * V;
                         const T max = row_max.data()[r], ls = log_sum.data()[r];
-                        detail::Row<T>(d, V) = s * ((detail::ConstRow<T>(x, V) - max) - ls).exp();
+                        detail::exp_shifted(x, d, V, max);
+                        detail::scale_row(d, V, s * std::exp(-ls));
                         d[t] -= s;
                       }
                       in[0].add_grad(std::move(dx));
