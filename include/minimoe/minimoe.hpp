@@ -54,6 +54,7 @@
 #include "minimoe/kernels/grouped_gemm.hpp"
 #include "minimoe/kernels/routing.hpp"
 #include "minimoe/kernels/softmax.hpp"
+#include "minimoe/kernels/vector_math.hpp"
 
 #include "minimoe/nn/attention.hpp"
 #include "minimoe/nn/dropout.hpp"
