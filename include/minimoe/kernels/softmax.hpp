@@ -28,7 +28,7 @@ namespace detail {
 
 #ifdef MINIMOE_GEMM_X86
 // The 16 lanes reduced in a fixed order, through memory (the reduce intrinsics use unmasked
-// extracts, see above); once per row, so the store costs nothing.
+// extracts, see kAllLanes in kernels/vector_math.hpp); once per row, so the store costs nothing.
 template <typename Op>
 MINIMOE_TARGET_AVX512 float reduce_lanes(__m512 v, Op op) {
   alignas(64) float lanes[16];
