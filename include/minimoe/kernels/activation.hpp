@@ -112,10 +112,6 @@ namespace detail {
 inline constexpr int64_t kActivationChunk = 256;
 template <typename T>
 using ChunkArray = Eigen::Array<T, Eigen::Dynamic, 1, 0, kActivationChunk, 1>;
-template <typename T>
-using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <typename T>
-using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
 
 // act(x) and act'(x) of one chunk; erf has no vectorised form, so GELUExact loops.
 template <typename T>

@@ -43,8 +43,10 @@ MINIMOE_TARGET_AVX512 inline float row_max_avx512(const float* x, int64_t n) {
   const int64_t n16 = n / 16 * 16;
   for (int64_t i = 0; i < n16; i += 16)
     m = _mm512_maskz_max_ps(kAllLanes, m, _mm512_loadu_ps(x + i));
-  if (n16 < n)
-    m = _mm512_mask_max_ps(m, tail_mask(n), m, _mm512_maskz_loadu_ps(tail_mask(n), x + n16));
+  if (n16 < n) {
+    const __mmask16 k = tail_mask(n);
+    m = _mm512_mask_max_ps(m, k, m, _mm512_maskz_loadu_ps(k, x + n16));
+  }
   return reduce_lanes(m, [](float a, float b) { return std::max(a, b); });
 }
 
@@ -80,11 +82,6 @@ MINIMOE_TARGET_AVX512 inline void scale_row_avx512(float* x, int64_t n, float fa
 
 #endif  // MINIMOE_GEMM_X86
 
-template <typename T>
-using SoftmaxRow = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-template <typename T>
-using ConstSoftmaxRow = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
-
 // max(x[0..n)), n >= 1.
 template <typename T>
 T row_max(const T* x, int64_t n) {
@@ -92,7 +89,7 @@ T row_max(const T* x, int64_t n) {
   if constexpr (std::is_same_v<T, float>)
     if (vector_math_avx512()) return row_max_avx512(x, n);
 #endif
-  return ConstSoftmaxRow<T>(x, n).maxCoeff();
+  return ConstArrayMap<T>(x, n).maxCoeff();
 }
 
 // y[i] = exp(x[i] - shift) for i < n (y may be x; none written when y is null); returns the sum
@@ -103,9 +100,9 @@ T exp_shifted(const T* x, T* y, int64_t n, T shift) {
   if constexpr (std::is_same_v<T, float>)
     if (vector_math_avx512()) return exp_shifted_avx512(x, y, n, shift);
 #endif
-  if (!y) return (ConstSoftmaxRow<T>(x, n) - shift).exp().sum();
-  SoftmaxRow<T> out(y, n);
-  out = (ConstSoftmaxRow<T>(x, n) - shift).exp();
+  if (!y) return (ConstArrayMap<T>(x, n) - shift).exp().sum();
+  ArrayMap<T> out(y, n);
+  out = (ConstArrayMap<T>(x, n) - shift).exp();
   return out.sum();
 }
 
@@ -116,7 +113,7 @@ void scale_row(T* x, int64_t n, T factor) {
   if constexpr (std::is_same_v<T, float>)
     if (vector_math_avx512()) return scale_row_avx512(x, n, factor);
 #endif
-  SoftmaxRow<T>(x, n) *= factor;
+  ArrayMap<T>(x, n) *= factor;
 }
 
 }  // namespace detail

@@ -24,6 +24,13 @@
 namespace minimoe {
 namespace detail {
 
+// n values at x as an Eigen array: the portable paths here and the row functions of
+// kernels/activation.hpp and kernels/softmax.hpp.
+template <typename T>
+using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+template <typename T>
+using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
 #ifdef MINIMOE_GEMM_X86
 // The masked forms with every lane set: GCC 12's unmasked ones pass an undefined vector that
 // trips its own -Wuninitialized (as in kernels/gemm_microkernel.hpp).
@@ -81,7 +88,7 @@ void tanh_in_place(T* x, int64_t n) {
   if constexpr (std::is_same_v<T, float>)
     if (vector_math_avx512()) return tanh_avx512_in_place(x, n);
 #endif
-  Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> a(x, n);
+  ArrayMap<T> a(x, n);
   a = a.tanh();
 }
 

@@ -66,7 +66,7 @@ template <typename T>
 void attention_softmax(T* row, int64_t n, T scale, T cap) {
   if (n == 0) return;  // no keys (a max needs one)
   if (cap > 0) {
-    Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>> s(row, n);
+    ArrayMap<T> s(row, n);
     s = cap * (s * (scale / cap)).tanh();
   } else {
     scale_row(row, n, scale);
