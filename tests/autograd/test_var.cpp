@@ -1,4 +1,5 @@
 #include <minimoe/ops/elementwise.hpp>
+#include <minimoe/ops/shape.hpp>
 
 #include "../test_util.hpp"
 
@@ -10,6 +11,52 @@ TEST_CASE("backward through a shared subgraph visits it once") {
   Var<double> z = y + y;  // dz/dx = 4x
   z.backward(Tensor<double>::ones({2}));
   CHECK(x.grad().to_vector() == std::vector<double>{4.0, 8.0});
+}
+
+TEST_CASE("an output gradient handed on to several nodes is summed without being overwritten") {
+  // add's backward gives its output gradient to both inputs; a and s adopt that one tensor, and
+  // the gradients later summed into a must not reach s (or b) through it.
+  Var<double> x(Tensor<double>({2}, {1.0, 2.0}), true);
+  Var<double> a = x * 2.0, b = x * 3.0;
+  Var<double> s = a + b;
+  Var<double> t = s + a;  // dt/dx = 2 + 3 + 2
+  t.backward(Tensor<double>({2}, {1.0, 10.0}));
+  CHECK(x.grad().to_vector() == std::vector<double>{7.0, 70.0});
+  Rng rng(3);
+  test::check_gradients(
+      [](const std::vector<Var<double>>& in) {
+        Var<double> p = in[0] * in[1], q = in[0] + in[1];
+        Var<double> r = p + q;
+        return reshape(r + p, {6}) + reshape(q, {6});
+      },
+      {Tensor<double>::randn({2, 3}, rng), Tensor<double>::randn({2, 3}, rng)});
+}
+
+TEST_CASE("a leaf's gradient is summed in place, seen through every handle") {
+  Var<double> x(Tensor<double>({2}, {1.0, 2.0}), true);
+  (x * 2.0).backward(Tensor<double>::ones({2}));
+  const Tensor<double> held = x.grad();
+  (x * 3.0).backward(Tensor<double>::ones({2}));
+  CHECK(held.to_vector() == std::vector<double>{5.0, 5.0});
+  CHECK(x.grad().data() == held.data());
+}
+
+TEST_CASE("add_grad_rows sums rows into a table's gradient in order, and checks its input") {
+  Var<float> table(Tensor<float>({3, 2}), true);
+  table.add_grad_rows(Tensor<int32_t>({3}, {2, 0, 2}), Tensor<float>({3, 2}, {1, 2, 3, 4, 5, 6}));
+  CHECK(table.grad().to_vector() == std::vector<float>{3, 4, 0, 0, 6, 8});
+  table.add_grad(Tensor<float>({3, 2}, {1, 1, 1, 1, 1, 1}));  // then a dense gradient
+  table.add_grad_rows(Tensor<int32_t>({1}, {1}), Tensor<float>({1, 2}, {10, 20}));
+  CHECK(table.grad().to_vector() == std::vector<float>{4, 5, 11, 21, 7, 9});
+  CHECK_THROWS_WITH_AS(
+      table.add_grad_rows(Tensor<int32_t>({1}, {3}), Tensor<float>({1, 2}, {1, 1})),
+      "add_grad_rows: row 3 out of range [0, 3) at position 0 (op leaf)", IndexError);
+  CHECK_THROWS_WITH_AS(
+      table.add_grad_rows(Tensor<int32_t>({2}, {0, 1}), Tensor<float>({2, 3})),
+      "add_grad_rows: 2 rows of shape [2, 3] for a value of shape [3, 2] (op leaf)", ShapeError);
+  Var<float> frozen(Tensor<float>({3, 2}));
+  frozen.add_grad_rows(Tensor<int32_t>({1}, {0}), Tensor<float>({1, 2}, {1, 1}));
+  CHECK_FALSE(frozen.has_grad());
 }
 
 TEST_CASE("leaf gradients accumulate until zero_grad") {

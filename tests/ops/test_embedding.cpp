@@ -1,5 +1,6 @@
 #include <minimoe/ops/elementwise.hpp>
 #include <minimoe/ops/embedding.hpp>
+#include <minimoe/ops/matmul.hpp>
 #include <minimoe/ops/shape.hpp>
 
 #include "../test_util.hpp"
@@ -55,6 +56,10 @@ TEST_CASE("embedding gradcheck") {
   // Token plus position embeddings, broadcast over the batch: x = wte[ids] + wpe[:T].
   test::check_gradients([&](const V& in) { return embedding(in[0], ids) + slice(in[1], 0, 0, 3); },
                         {Tensor<double>::randn({5, 3}, rng), Tensor<double>::randn({4, 3}, rng)});
+  // A tied LM head: the product's dense gradient reaches the table first, then the lookup's rows.
+  test::check_gradients(
+      [&](const V& in) { return matmul(embedding(in[0], ids), in[0], false, true); },
+      {Tensor<double>::randn({5, 3}, rng)});
   // The same table read twice: both paths accumulate into it.
   test::check_gradients(
       [&](const V& in) {

@@ -131,8 +131,11 @@ TEST_CASE_TEMPLATE("linear_cross_entropy with every target ignored is zero with 
   loss.backward();
   CHECK(h.grad().to_vector() == std::vector<T>(6, T(0)));
   CHECK(w.grad().to_vector() == std::vector<T>(8, T(0)));
-  // No rows at all.
+  // No rows at all: the weight's gradient is still written, as zeros (no chunk writes it).
   CHECK(linear_cross_entropy(Var<T>(Tensor<T>({0, 2})), w, Tensor<int32_t>({0})).item() == T(0));
+  Var<T> w0(Tensor<T>::randn({4, 2}, rng), true);
+  linear_cross_entropy(Var<T>(Tensor<T>({0, 2}), true), w0, Tensor<int32_t>({0})).backward();
+  CHECK(w0.grad().to_vector() == std::vector<T>(8, T(0)));
 }
 
 TEST_CASE("linear_cross_entropy rejects bad shapes, targets and chunk sizes") {

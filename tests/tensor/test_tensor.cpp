@@ -96,6 +96,41 @@ TEST_CASE("broadcasting and sum_to") {
   CHECK(sum_to(a, {}).item() == 21.0);
 }
 
+TEST_CASE("broadcasting fast paths agree with the strided walk, on many threads too") {
+  // 3 x 50000 elements: above the size at which the loops go parallel.
+  Rng rng(12);
+  const Tensor<double> a = Tensor<double>::randn({3, 250, 200}, rng);
+  const Tensor<double> row = Tensor<double>::randn({200}, rng);
+  const Tensor<double> plane = Tensor<double>::randn({1, 250, 200}, rng);
+  auto minus = [](double x, double y) { return x - y; };
+  // The strided walk's result, element by element.
+  auto walk = [&](const Tensor<double>& x, const Tensor<double>& y) {
+    const Shape shape = broadcast_shapes(x.shape(), y.shape(), "t");
+    std::vector<double> out(static_cast<size_t>(numel_of(shape)));
+    for_each_broadcast(shape, broadcast_strides(x.shape(), shape),
+                       broadcast_strides(y.shape(), shape),
+                       [&](int64_t i, int64_t ix, int64_t iy) {
+                         out[static_cast<size_t>(i)] = x.data()[ix] - y.data()[iy];
+                       });
+    return out;
+  };
+  CHECK(broadcast_binary(a, row, minus, "t").to_vector() == walk(a, row));
+  CHECK(broadcast_binary(row, a, minus, "t").to_vector() == walk(row, a));
+  CHECK(broadcast_binary(a, plane, minus, "t").to_vector() == walk(a, plane));
+  CHECK(broadcast_binary(Tensor<double>::scalar(2.0), a, minus, "t").to_vector() ==
+        walk(Tensor<double>::scalar(2.0), a));
+  CHECK(broadcast_binary(a, a, minus, "t").to_vector() == std::vector<double>(a.numel(), 0.0));
+  // Sums down to trailing axes, in row order (exactly the serial sums).
+  for (const Shape& to : {Shape{200}, Shape{1, 250, 200}, Shape{1}, Shape{}}) {
+    const Tensor<double> got = sum_to(a, to);
+    std::vector<double> want(static_cast<size_t>(numel_of(to)), 0.0);
+    for (int64_t i = 0; i < a.numel(); ++i)
+      want[static_cast<size_t>(i % numel_of(to))] += a.data()[i];
+    CHECK(got.shape() == to);
+    CHECK(got.to_vector() == want);
+  }
+}
+
 TEST_CASE("Rng is reproducible and restorable") {
   Rng a(7), b(7);
   for (int i = 0; i < 10; ++i) CHECK(a.next_u64() == b.next_u64());

@@ -30,6 +30,7 @@
 
 #include "minimoe/autograd/profiler.hpp"
 #include "minimoe/error.hpp"
+#include "minimoe/kernels/parallel.hpp"
 #include "minimoe/tensor/tensor.hpp"
 
 namespace minimoe {
@@ -120,7 +121,10 @@ class Var {
   }
 
   // Adds g (same shape) into the gradient. A g that nobody else holds is adopted without a
-  // copy; pass temporaries with std::move to benefit.
+  // copy; pass temporaries with std::move to benefit. An intermediate node adopts a shared g
+  // too (the output gradient that add or reshape hand on unchanged): it is only read by the
+  // node's backward, and a second gradient is then summed into new storage instead of into the
+  // shared one. A leaf's gradient is its own, as optimizers update it in place.
   void add_grad(Tensor<T> g) const {
     Node<T>& n = get();
     if (!n.requires_grad) return;
@@ -128,9 +132,52 @@ class Var {
                       "add_grad: gradient of shape {} for a value of shape {} (op {})", g.shape(),
                       n.value.shape(), n.op);
     if (!n.grad.defined()) {
-      n.grad = (g.is_contiguous() && g.storage_use_count() == 1) ? std::move(g) : g.clone();
-    } else {
-      n.grad.array() += g.contiguous().array();
+      const bool adopt = g.is_contiguous() && (!n.is_leaf || g.storage_use_count() == 1);
+      n.grad = adopt ? std::move(g) : g.clone();
+      return;
+    }
+    const Tensor<T> gc = g.contiguous();
+    const T* src = gc.data();
+    const int64_t count = gc.numel();
+    if (!n.is_leaf && n.grad.storage_use_count() > 1) {  // adopted while shared: sum anew
+      Tensor<T> sum = Tensor<T>::empty(n.grad.shape());
+      const T* acc = n.grad.data();
+      T* dst = sum.data();
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(count)))
+      for (int64_t i = 0; i < count; ++i) dst[i] = acc[i] + src[i];
+      n.grad = std::move(sum);
+      return;
+    }
+    T* dst = n.grad.data();
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(count)))
+    for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
+  }
+
+  // Adds rows[i] into row index[i] of the gradient, in order of i: a gather's (an embedding's)
+  // gradient without a dense tensor the size of the table. index holds n row numbers of the
+  // [V, C] value, rows is [n, C] (contiguous).
+  void add_grad_rows(const Tensor<int32_t>& index, const Tensor<T>& rows) const {
+    Node<T>& n = get();
+    if (!n.requires_grad) return;
+    check<ShapeError>(n.value.dim() == 2 && rows.dim() == 2 && rows.size(0) == index.numel() &&
+                          rows.size(1) == n.value.size(1),
+                      "add_grad_rows: {} rows of shape {} for a value of shape {} (op {})",
+                      index.numel(), rows.shape(), n.value.shape(), n.op);
+    const int64_t V = n.value.size(0), C = n.value.size(1);
+    const Tensor<int32_t> ic = index.contiguous();
+    const Tensor<T> rc = rows.contiguous();
+    for (int64_t i = 0; i < ic.numel(); ++i)
+      check<IndexError>(ic.data()[i] >= 0 && ic.data()[i] < V,
+                        "add_grad_rows: row {} out of range [0, {}) at position {} (op {})",
+                        ic.data()[i], V, i, n.op);
+    if (!n.grad.defined())
+      n.grad = Tensor<T>(n.value.shape());
+    else if (!n.is_leaf && n.grad.storage_use_count() > 1)  // adopted while shared (add_grad)
+      n.grad = n.grad.clone();
+    for (int64_t i = 0; i < ic.numel(); ++i) {
+      const T* src = rc.data() + i * C;
+      T* dst = n.grad.data() + int64_t{ic.data()[i]} * C;
+      for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
     }
   }
 

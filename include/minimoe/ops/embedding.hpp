@@ -25,19 +25,15 @@ Var<T> embedding(const Var<T>& weight, const Tensor<int32_t>& ids) {
   Shape shape = ic.shape();
   shape.push_back(C);
   const Tensor<T> wc = weight.value().contiguous();
-  Tensor<T> out(shape);
+  Tensor<T> out = Tensor<T>::empty(shape);  // every row copied below
   for (int64_t i = 0; i < n; ++i)
     std::copy_n(wc.data() + int64_t{ic.data()[i]} * C, C, out.data() + i * C);
   return make_op<T>("embedding", std::move(out), {weight},
                     [ic, n, C](const std::vector<Var<T>>& in, const Tensor<T>& g) {
-                      const Tensor<T> gc = g.contiguous();
-                      Tensor<T> dw(in[0].shape());
-                      for (int64_t i = 0; i < n; ++i) {
-                        const T* src = gc.data() + i * C;
-                        T* dst = dw.data() + int64_t{ic.data()[i]} * C;
-                        for (int64_t c = 0; c < C; ++c) dst[c] += src[c];
-                      }
-                      in[0].add_grad(std::move(dw));
+                      // Straight into the table's gradient: with a tied LM head it already
+                      // holds the head's dense gradient, and a dense one here would cost two
+                      // passes over [V, C] for n rows.
+                      in[0].add_grad_rows(ic, g.reshape({n, C}));
                     });
 }
 

@@ -70,15 +70,30 @@ void chunk_dh(int64_t m, int64_t n, int64_t k, const T* a, const T* b, T* c) {
   chunk_product(false, m, n, k, a, b, c);
 }
 
-// c [m, n] += a^T b for a [k, m], b [k, n].
+// c [m, n] = a^T b (c += a^T b when accumulate) for a [k, m], b [k, n].
 template <typename T>
-void chunk_weight_grad(int64_t m, int64_t n, int64_t k, const T* a, const T* b, T* c) {
+void chunk_weight_grad(int64_t m, int64_t n, int64_t k, const T* a, const T* b, T* c,
+                       bool accumulate) {
   if constexpr (std::is_same_v<T, float>) {
-    gemm_at_b_add(m, n, k, a, b, c);
+    if (accumulate)
+      gemm_at_b_add(m, n, k, a, b, c);
+    else
+      gemm(true, false, m, n, k, a, b, c);
   } else {
-    Eigen::Map<RowMajor<T>>(c, m, n).noalias() +=
+    const auto product =
         Eigen::Map<const RowMajor<T>>(a, k, m).transpose() * Eigen::Map<const RowMajor<T>>(b, k, n);
+    if (accumulate)
+      Eigen::Map<RowMajor<T>>(c, m, n).noalias() += product;
+    else
+      Eigen::Map<RowMajor<T>>(c, m, n).noalias() = product;
   }
+}
+
+// dst = src * s over n elements, on all threads when that pays.
+template <typename T>
+void scaled_copy(const T* src, T s, T* dst, int64_t n) {
+#pragma omp parallel for schedule(static) if (worth_parallel(double(n)))
+  for (int64_t i = 0; i < n; ++i) dst[i] = src[i] * s;
 }
 
 }  // namespace detail
@@ -112,7 +127,8 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
   const int64_t chunk = std::min(rows, chunk_rows > 0 ? chunk_rows : detail::kChunkRows);
 
   Tensor<T> dh = want_dh ? Tensor<T>::empty(hc.shape()) : Tensor<T>();  // every row written
-  Tensor<T> dw = want_dw ? Tensor<T>(wc.shape()) : Tensor<T>();         // summed into: zeroed
+  // The first chunk writes dw, the others add to it; without rows it stays zero.
+  Tensor<T> dw = !want_dw ? Tensor<T>() : rows > 0 ? Tensor<T>::empty(wc.shape()) : Tensor<T>(wc.shape());
   Tensor<T> logits = Tensor<T>::empty({std::max<int64_t>(chunk, 1), V});
   // Each row's loss, summed in row order afterwards: the same for any thread count.
   std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);
@@ -138,7 +154,7 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
       x[t] -= scale;
     }
     if (want_dh) detail::chunk_dh(n, C, V, logits.data(), wc.data(), dh.data() + r0 * C);
-    if (want_dw) detail::chunk_weight_grad(V, C, n, logits.data(), hr, dw.data());
+    if (want_dw) detail::chunk_weight_grad(V, C, n, logits.data(), hr, dw.data(), r0 > 0);
   }
   double total = 0;
   for (double l : row_loss) total += l;
@@ -153,7 +169,7 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
                         const Tensor<T>& d = i == 0 ? dh : dw;
                         if (!in[i].requires_grad() || !d.defined()) continue;
                         Tensor<T> scaled = Tensor<T>::empty(d.shape());
-                        scaled.array() = d.array() * s;
+                        detail::scaled_copy(d.data(), s, scaled.data(), d.numel());
                         in[i].add_grad(std::move(scaled));
                       }
                     });

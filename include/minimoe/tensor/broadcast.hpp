@@ -6,8 +6,10 @@
 // broadcasting with the same two helpers.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
+#include "minimoe/kernels/parallel.hpp"
 #include "minimoe/tensor/tensor.hpp"
 
 namespace minimoe {
@@ -53,33 +55,65 @@ void for_each_broadcast(const Shape& out, const Shape& strides_a, const Shape& s
   }
 }
 
-// out = f(a, b) elementwise with broadcasting; `op` names the caller in errors.
+namespace detail {
+
+// Whether `part` is the trailing axes of `whole` (leading 1s of `part` ignored): an operand
+// repeated once per leading index, like a bias over rows.
+inline bool is_trailing_shape(const Shape& part, const Shape& whole) {
+  size_t lead = 0;
+  while (lead < part.size() && part[lead] == 1) ++lead;
+  const size_t n = part.size() - lead;
+  return n <= whole.size() && std::equal(part.begin() + lead, part.end(), whole.end() - n);
+}
+
+}  // namespace detail
+
+// out = f(a, b) elementwise with broadcasting; `op` names the caller in errors. Equal shapes and
+// an operand repeated over rows (a bias) take flat loops over all threads; other broadcasts go
+// through the strided walk.
 template <typename T, typename F>
 Tensor<T> broadcast_binary(const Tensor<T>& a, const Tensor<T>& b, F f, const char* op) {
-  if (a.shape() == b.shape()) {  // the common case: no index arithmetic
-    const Tensor<T> ca = a.contiguous();
-    const Tensor<T> cb = b.contiguous();
-    Tensor<T> out(a.shape());
-    const T* pa = ca.data();
-    const T* pb = cb.data();
-    T* po = out.data();
-    for (int64_t i = 0; i < out.numel(); ++i) po[i] = f(pa[i], pb[i]);
-    return out;
-  }
-  const Shape shape = broadcast_shapes(a.shape(), b.shape(), op);
+  const Shape shape = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), op);
   const Tensor<T> ca = a.contiguous();
   const Tensor<T> cb = b.contiguous();
-  Tensor<T> out(shape);
+  Tensor<T> out = Tensor<T>::empty(shape);  // every element written below
   const T* pa = ca.data();
   const T* pb = cb.data();
   T* po = out.data();
+  const int64_t n = out.numel();
+  if (a.shape() == b.shape()) {
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(n)))
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+    return out;
+  }
+  const bool a_rows = a.shape() == shape && detail::is_trailing_shape(b.shape(), shape);
+  const bool b_rows = b.shape() == shape && detail::is_trailing_shape(a.shape(), shape);
+  if ((a_rows || b_rows) && n > 0) {  // one operand whole, the other repeated once per row
+    const int64_t width = a_rows ? cb.numel() : ca.numel();
+    if (width > 0) {
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(n)))
+      for (int64_t r = 0; r < n / width; ++r) {
+        T* o = po + r * width;
+        if (a_rows) {
+          const T* x = pa + r * width;
+          for (int64_t j = 0; j < width; ++j) o[j] = f(x[j], pb[j]);
+        } else {
+          const T* y = pb + r * width;
+          for (int64_t j = 0; j < width; ++j) o[j] = f(pa[j], y[j]);
+        }
+      }
+      return out;
+    }
+  }
   for_each_broadcast(shape, broadcast_strides(a.shape(), shape),
                      broadcast_strides(b.shape(), shape),
                      [&](int64_t i, int64_t ia, int64_t ib) { po[i] = f(pa[ia], pb[ib]); });
   return out;
 }
 
-// Sums `grad` (of a broadcast output shape) down to `shape`, the inverse of broadcasting.
+// Sums `grad` (of a broadcast output shape) down to `shape`, the inverse of broadcasting. Down
+// to trailing axes (a bias's gradient) the columns are shared out over the threads, each summed
+// over the rows in order: the same sums as the serial walk.
 template <typename T>
 Tensor<T> sum_to(const Tensor<T>& grad, const Shape& shape) {
   if (grad.shape() == shape) return grad;
@@ -87,6 +121,17 @@ Tensor<T> sum_to(const Tensor<T>& grad, const Shape& shape) {
   Tensor<T> out(shape);
   const T* pg = g.data();
   T* po = out.data();
+  const int64_t width = out.numel();
+  if (detail::is_trailing_shape(shape, g.shape()) && width > 0) {
+    const int64_t rows = g.numel() / width, block = 64;
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(g.numel())))
+    for (int64_t j0 = 0; j0 < width; j0 += block) {
+      const int64_t j1 = std::min(width, j0 + block);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = j0; j < j1; ++j) po[j] += pg[r * width + j];
+    }
+    return out;
+  }
   const Shape strides = broadcast_strides(shape, g.shape());
   for_each_broadcast(g.shape(), strides, strides,
                      [&](int64_t i, int64_t io, int64_t) { po[io] += pg[i]; });

@@ -187,13 +187,13 @@ class Tensor {
   // *this when already contiguous, otherwise a row-major copy.
   Tensor contiguous() const {
     if (is_contiguous()) return *this;
-    Tensor out(shape_);
+    Tensor out = empty(shape_);
     copy_strided(out.data());
     return out;
   }
 
   Tensor clone() const {
-    Tensor out(shape_);
+    Tensor out = empty(shape_);
     copy_strided(out.data());
     return out;
   }
@@ -201,7 +201,7 @@ class Tensor {
   template <typename U>
   Tensor<U> cast() const {
     const Tensor src = contiguous();
-    Tensor<U> out(shape_);
+    Tensor<U> out = Tensor<U>::empty(shape_);
     std::transform(src.data(), src.data() + src.numel(), out.data(),
                    [](T v) { return static_cast<U>(v); });
     return out;
