@@ -39,7 +39,7 @@ Tensor<T> ternary(const Tensor<T>& g, const Tensor<T>& x, const Tensor<T>& y, F 
   const Tensor<T> gc = g.contiguous();
   const Tensor<T> xc = x.contiguous();
   const Tensor<T> yc = y.contiguous();
-  Tensor<T> out(gc.shape());
+  Tensor<T> out = Tensor<T>::empty(gc.shape());  // every element written below
   const Shape sx = broadcast_strides(x.shape(), out.shape());
   const Shape sy = broadcast_strides(y.shape(), out.shape());
   const T* pg = gc.data();
@@ -57,14 +57,14 @@ Tensor<T> ternary(const Tensor<T>& g, const Tensor<T>& x, const Tensor<T>& y, F 
 template <typename T, typename F, typename DF>
 Var<T> unary_op(const char* name, const Var<T>& x, F f, DF df) {
   const Tensor<T> xc = x.value().contiguous();
-  Tensor<T> y(xc.shape());
+  Tensor<T> y = Tensor<T>::empty(xc.shape());  // every element written below
   const T* px = xc.data();
   T* py = y.data();
   for (int64_t i = 0; i < y.numel(); ++i) py[i] = f(px[i]);
   return make_op<T>(name, y, {x}, [df, y](const std::vector<Var<T>>& in, const Tensor<T>& g) {
     const Tensor<T> xc = in[0].value().contiguous();
     const Tensor<T> gc = g.contiguous();
-    Tensor<T> dx(xc.shape());
+    Tensor<T> dx = Tensor<T>::empty(xc.shape());
     for (int64_t i = 0; i < dx.numel(); ++i)
       dx.data()[i] = gc.data()[i] * df(xc.data()[i], y.data()[i]);
     in[0].add_grad(std::move(dx));

@@ -9,6 +9,7 @@
 // (RMSNorm drops the mean(dxhat) term) instead of a graph of a dozen elementwise ops.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 
 #include "minimoe/autograd/var.hpp"
@@ -43,6 +44,23 @@ T normalize_row(const T* in, T* out, int64_t C, double eps, bool centre) {
   return s;
 }
 
+// [C] sums over the rows of g [rows, C], of g * x when x is given: the gradients of the weight
+// and bias. Blocks of columns go to the threads, each column summed over the rows in order (the
+// same sums for any thread count).
+template <typename T>
+Tensor<T> column_sums(const T* g, const T* x, int64_t rows, int64_t C) {
+  Tensor<T> out({C});
+  T* o = out.data();
+  constexpr int64_t kBlock = 64;
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
+  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+    const int64_t c1 = std::min(C, c0 + kBlock);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c1; ++c) o[c] += x ? g[r * C + c] * x[r * C + c] : g[r * C + c];
+  }
+  return out;
+}
+
 // Shared by both norms: y = xhat * w + b, where xhat = (x - mean) * rstd (mean = 0 for
 // RMSNorm). Returns the op wired to x, weight, bias.
 template <typename T>
@@ -50,17 +68,17 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
                            const Var<T>& bias, double eps, bool centre) {
   const Tensor<T> xc = x.value().contiguous();
   const int64_t C = x.size(-1), rows = C == 0 ? 0 : xc.numel() / C;
-  Tensor<T> xhat(xc.shape());
-  Tensor<T> rstd({rows});
-#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
-  for (int64_t r = 0; r < rows; ++r)
-    rstd.data()[r] = normalize_row(xc.data() + r * C, xhat.data() + r * C, C, eps, centre);
-
-  Tensor<T> y = xhat.clone();
+  // Every element of the three is written below.
+  Tensor<T> xhat = Tensor<T>::empty(xc.shape()), y = Tensor<T>::empty(xc.shape());
+  Tensor<T> rstd = Tensor<T>::empty({rows});
   const Tensor<T> wc = weight.defined() ? weight.value().contiguous() : Tensor<T>();
   const Tensor<T> bc = bias.defined() ? bias.value().contiguous() : Tensor<T>();
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
   for (int64_t r = 0; r < rows; ++r) {
+    const T* xh = xhat.data() + r * C;
+    rstd.data()[r] = normalize_row(xc.data() + r * C, xhat.data() + r * C, C, eps, centre);
     T* yr = y.data() + r * C;
+    std::copy_n(xh, C, yr);
     if (wc.defined())
       for (int64_t c = 0; c < C; ++c) yr[c] *= wc.data()[c];
     if (bc.defined())
@@ -77,22 +95,13 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
                     [xhat, rstd, wc, C, rows, centre, has_weight, has_bias](
                         const std::vector<Var<T>>& in, const Tensor<T>& g) {
                       const Tensor<T> gc = g.contiguous();
-                      if (has_weight && in[1].requires_grad()) {
-                        Tensor<T> dw({C});
-                        for (int64_t r = 0; r < rows; ++r)
-                          for (int64_t c = 0; c < C; ++c)
-                            dw.data()[c] += gc.data()[r * C + c] * xhat.data()[r * C + c];
-                        in[1].add_grad(std::move(dw));
-                      }
+                      if (has_weight && in[1].requires_grad())
+                        in[1].add_grad(column_sums(gc.data(), xhat.data(), rows, C));
                       const size_t bias_slot = has_weight ? 2 : 1;
-                      if (has_bias && in[bias_slot].requires_grad()) {
-                        Tensor<T> db({C});
-                        for (int64_t r = 0; r < rows; ++r)
-                          for (int64_t c = 0; c < C; ++c) db.data()[c] += gc.data()[r * C + c];
-                        in[bias_slot].add_grad(std::move(db));
-                      }
+                      if (has_bias && in[bias_slot].requires_grad())
+                        in[bias_slot].add_grad(column_sums<T>(gc.data(), nullptr, rows, C));
                       if (!in[0].requires_grad()) return;
-                      Tensor<T> dx(xhat.shape());
+                      Tensor<T> dx = Tensor<T>::empty(xhat.shape());  // every row written
 #pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
                       for (int64_t r = 0; r < rows; ++r) {
                         const T* gr = gc.data() + r * C;
