@@ -108,8 +108,7 @@ TEST_CASE("broadcasting fast paths agree with the strided walk, on many threads 
     const Shape shape = broadcast_shapes(x.shape(), y.shape(), "t");
     std::vector<double> out(static_cast<size_t>(numel_of(shape)));
     for_each_broadcast(shape, broadcast_strides(x.shape(), shape),
-                       broadcast_strides(y.shape(), shape),
-                       [&](int64_t i, int64_t ix, int64_t iy) {
+                       broadcast_strides(y.shape(), shape), [&](int64_t i, int64_t ix, int64_t iy) {
                          out[static_cast<size_t>(i)] = x.data()[ix] - y.data()[iy];
                        });
     return out;

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include <minimoe/optim/clip.hpp>
@@ -26,6 +27,16 @@ TEST_CASE("the global norm covers every gradient, and clipping scales them all a
   CHECK(params[0].grad().data()[0] == doctest::Approx(0.6));
   CHECK(params[1].grad().data()[1] == doctest::Approx(0.8));
   CHECK(grad_norm(params) == doctest::Approx(1.0));
+}
+
+TEST_CASE("clipping a gradient large enough for the threads scales every element") {
+  Var<float> p(Tensor<float>({300, 700}), true);
+  p.add_grad(Tensor<float>({300, 700}, 2.0f));  // norm 2 sqrt(210000)
+  const double norm = clip_grad_norm(std::vector<Var<float>>{p}, 1.0);
+  CHECK(norm == doctest::Approx(2.0 * std::sqrt(210000.0)));
+  const float want = static_cast<float>(2.0 / norm);
+  const std::vector<float> g = p.grad().to_vector();
+  CHECK(std::all_of(g.begin(), g.end(), [&](float v) { return v == want; }));
 }
 
 TEST_CASE("a norm under the limit, a limit of 0 and a non-finite norm leave gradients alone") {

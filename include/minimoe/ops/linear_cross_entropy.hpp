@@ -128,7 +128,9 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
 
   Tensor<T> dh = want_dh ? Tensor<T>::empty(hc.shape()) : Tensor<T>();  // every row written
   // The first chunk writes dw, the others add to it; without rows it stays zero.
-  Tensor<T> dw = !want_dw ? Tensor<T>() : rows > 0 ? Tensor<T>::empty(wc.shape()) : Tensor<T>(wc.shape());
+  Tensor<T> dw = !want_dw   ? Tensor<T>()
+                 : rows > 0 ? Tensor<T>::empty(wc.shape())
+                            : Tensor<T>(wc.shape());
   Tensor<T> logits = Tensor<T>::empty({std::max<int64_t>(chunk, 1), V});
   // Each row's loss, summed in row order afterwards: the same for any thread count.
   std::vector<double> row_loss(static_cast<size_t>(rows), 0.0);

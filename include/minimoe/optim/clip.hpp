@@ -16,6 +16,7 @@
 #include <Eigen/Core>
 
 #include "minimoe/autograd/var.hpp"
+#include "minimoe/kernels/parallel.hpp"
 
 namespace minimoe {
 
@@ -60,7 +61,10 @@ double clip_grad_to_norm(const std::vector<Var<T>>& params, double norm, double 
   for (const Var<T>& p : params) {
     if (!p.has_grad()) continue;
     Tensor<T> g = p.grad();  // shares the gradient's storage
-    g.array() *= scale;
+    T* d = g.data();
+    const int64_t n = g.numel();
+#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(n)))
+    for (int64_t i = 0; i < n; ++i) d[i] *= scale;
   }
   return norm;
 }

@@ -73,7 +73,8 @@ inline bool is_trailing_shape(const Shape& part, const Shape& whole) {
 // through the strided walk.
 template <typename T, typename F>
 Tensor<T> broadcast_binary(const Tensor<T>& a, const Tensor<T>& b, F f, const char* op) {
-  const Shape shape = a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), op);
+  const Shape shape =
+      a.shape() == b.shape() ? a.shape() : broadcast_shapes(a.shape(), b.shape(), op);
   const Tensor<T> ca = a.contiguous();
   const Tensor<T> cb = b.contiguous();
   Tensor<T> out = Tensor<T>::empty(shape);  // every element written below
