@@ -75,8 +75,8 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
   const Tensor<T> bc = bias.defined() ? bias.value().contiguous() : Tensor<T>();
 #pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
   for (int64_t r = 0; r < rows; ++r) {
-    const T* xh = xhat.data() + r * C;
-    rstd.data()[r] = normalize_row(xc.data() + r * C, xhat.data() + r * C, C, eps, centre);
+    T* xh = xhat.data() + r * C;
+    rstd.data()[r] = normalize_row(xc.data() + r * C, xh, C, eps, centre);
     T* yr = y.data() + r * C;
     std::copy_n(xh, C, yr);
     if (wc.defined())

@@ -69,8 +69,8 @@ inline bool is_trailing_shape(const Shape& part, const Shape& whole) {
 }  // namespace detail
 
 // out = f(a, b) elementwise with broadcasting; `op` names the caller in errors. Equal shapes and
-// an operand repeated over rows (a bias) take flat loops over all threads; other broadcasts go
-// through the strided walk.
+// an operand repeated over rows (a bias) take flat loops over all threads, so f must be safe to
+// call concurrently and must not throw; other broadcasts go through the strided walk.
 template <typename T, typename F>
 Tensor<T> broadcast_binary(const Tensor<T>& a, const Tensor<T>& b, F f, const char* op) {
   const Shape shape =
