@@ -143,14 +143,12 @@ class Var {
       Tensor<T> sum = Tensor<T>::empty(n.grad.shape());
       const T* acc = n.grad.data();
       T* dst = sum.data();
-#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(count)))
-      for (int64_t i = 0; i < count; ++i) dst[i] = acc[i] + src[i];
+      detail::parallel_for(count, [&](int64_t i) { dst[i] = acc[i] + src[i]; });
       n.grad = std::move(sum);
       return;
     }
     T* dst = n.grad.data();
-#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(count)))
-    for (int64_t i = 0; i < count; ++i) dst[i] += src[i];
+    detail::parallel_for(count, [&](int64_t i) { dst[i] += src[i]; });
   }
 
   // Adds rows[i] into row index[i] of the gradient, in order of i: a gather's (an embedding's)

@@ -7,6 +7,8 @@
 // (or element operations) the calling thread alone finishes first.
 #pragma once
 
+#include <cstdint>
+
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -16,6 +18,14 @@ namespace minimoe::detail {
 inline constexpr double kParallelWork = 1 << 17;
 
 inline bool worth_parallel(double work) { return work >= kParallelWork; }
+
+// f(i) for i in [0, n), over the threads when n elements are worth it: the flat elementwise
+// loops (sums, scalings) of tensors of any size.
+template <typename F>
+void parallel_for(int64_t n, F&& f) {
+#pragma omp parallel for schedule(static) if (worth_parallel(double(n)))
+  for (int64_t i = 0; i < n; ++i) f(i);
+}
 
 inline int max_threads() {
 #ifdef _OPENMP

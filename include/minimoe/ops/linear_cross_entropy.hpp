@@ -89,13 +89,6 @@ void chunk_weight_grad(int64_t m, int64_t n, int64_t k, const T* a, const T* b, 
   }
 }
 
-// dst = src * s over n elements, on all threads when that pays.
-template <typename T>
-void scaled_copy(const T* src, T s, T* dst, int64_t n) {
-#pragma omp parallel for schedule(static) if (worth_parallel(double(n)))
-  for (int64_t i = 0; i < n; ++i) dst[i] = src[i] * s;
-}
-
 }  // namespace detail
 
 template <typename T>
@@ -171,7 +164,9 @@ Var<T> linear_cross_entropy(const Var<T>& h, const Var<T>& w, const Tensor<int32
                         const Tensor<T>& d = i == 0 ? dh : dw;
                         if (!in[i].requires_grad() || !d.defined()) continue;
                         Tensor<T> scaled = Tensor<T>::empty(d.shape());
-                        detail::scaled_copy(d.data(), s, scaled.data(), d.numel());
+                        const T* src = d.data();
+                        T* dst = scaled.data();
+                        detail::parallel_for(d.numel(), [&](int64_t j) { dst[j] = src[j] * s; });
                         in[i].add_grad(std::move(scaled));
                       }
                     });

@@ -9,11 +9,11 @@
 // (RMSNorm drops the mean(dxhat) term) instead of a graph of a dozen elementwise ops.
 #pragma once
 
-#include <algorithm>
 #include <cmath>
 
 #include "minimoe/autograd/var.hpp"
 #include "minimoe/kernels/parallel.hpp"
+#include "minimoe/tensor/broadcast.hpp"
 
 namespace minimoe {
 
@@ -44,23 +44,6 @@ T normalize_row(const T* in, T* out, int64_t C, double eps, bool centre) {
   return s;
 }
 
-// [C] sums over the rows of g [rows, C], of g * x when x is given: the gradients of the weight
-// and bias. Blocks of columns go to the threads, each column summed over the rows in order (the
-// same sums for any thread count).
-template <typename T>
-Tensor<T> column_sums(const T* g, const T* x, int64_t rows, int64_t C) {
-  Tensor<T> out({C});
-  T* o = out.data();
-  constexpr int64_t kBlock = 64;
-#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))
-  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
-    const int64_t c1 = std::min(C, c0 + kBlock);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = c0; c < c1; ++c) o[c] += x ? g[r * C + c] * x[r * C + c] : g[r * C + c];
-  }
-  return out;
-}
-
 // Shared by both norms: y = xhat * w + b, where xhat = (x - mean) * rstd (mean = 0 for
 // RMSNorm). Returns the op wired to x, weight, bias.
 template <typename T>
@@ -78,11 +61,12 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
     T* xh = xhat.data() + r * C;
     rstd.data()[r] = normalize_row(xc.data() + r * C, xh, C, eps, centre);
     T* yr = y.data() + r * C;
-    std::copy_n(xh, C, yr);
-    if (wc.defined())
-      for (int64_t c = 0; c < C; ++c) yr[c] *= wc.data()[c];
-    if (bc.defined())
-      for (int64_t c = 0; c < C; ++c) yr[c] += bc.data()[c];
+    for (int64_t c = 0; c < C; ++c) {
+      T v = xh[c];
+      if (wc.defined()) v *= wc.data()[c];
+      if (bc.defined()) v += bc.data()[c];
+      yr[c] = v;
+    }
   }
 
   std::vector<Var<T>> inputs;  // reserved first: GCC 12 misreads a push onto a list-built one
@@ -95,11 +79,14 @@ Var<T> normalize_last_axis(const char* op, const Var<T>& x, const Var<T>& weight
                     [xhat, rstd, wc, C, rows, centre, has_weight, has_bias](
                         const std::vector<Var<T>>& in, const Tensor<T>& g) {
                       const Tensor<T> gc = g.contiguous();
-                      if (has_weight && in[1].requires_grad())
-                        in[1].add_grad(column_sums(gc.data(), xhat.data(), rows, C));
+                      if (has_weight && in[1].requires_grad()) {
+                        Tensor<T> dw({C});
+                        column_sums(gc.data(), xhat.data(), rows, C, dw.data());
+                        in[1].add_grad(std::move(dw));
+                      }
                       const size_t bias_slot = has_weight ? 2 : 1;
                       if (has_bias && in[bias_slot].requires_grad())
-                        in[bias_slot].add_grad(column_sums<T>(gc.data(), nullptr, rows, C));
+                        in[bias_slot].add_grad(sum_to(gc, {C}));
                       if (!in[0].requires_grad()) return;
                       Tensor<T> dx = Tensor<T>::empty(xhat.shape());  // every row written
 #pragma omp parallel for schedule(static) if (detail::worth_parallel(double(rows) * double(C)))

@@ -62,9 +62,7 @@ double clip_grad_to_norm(const std::vector<Var<T>>& params, double norm, double 
     if (!p.has_grad()) continue;
     Tensor<T> g = p.grad();  // shares the gradient's storage
     T* d = g.data();
-    const int64_t n = g.numel();
-#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(n)))
-    for (int64_t i = 0; i < n; ++i) d[i] *= scale;
+    detail::parallel_for(g.numel(), [&](int64_t i) { d[i] *= scale; });
   }
   return norm;
 }

@@ -66,6 +66,20 @@ inline bool is_trailing_shape(const Shape& part, const Shape& whole) {
   return n <= whole.size() && std::equal(part.begin() + lead, part.end(), whole.end() - n);
 }
 
+// out[c] += sum over the rows r of g[r, c] (times x[r, c] when x is given), for g and x
+// [rows, C]: a bias's or a norm's weight gradient. Blocks of columns go to the threads, each
+// column summed over the rows in order (the same sums for any thread count).
+template <typename T>
+void column_sums(const T* g, const T* x, int64_t rows, int64_t C, T* out) {
+  constexpr int64_t kBlock = 64;
+#pragma omp parallel for schedule(static) if (worth_parallel(double(rows) * double(C)))
+  for (int64_t c0 = 0; c0 < C; c0 += kBlock) {
+    const int64_t c1 = std::min(C, c0 + kBlock);
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c1; ++c) out[c] += x ? g[r * C + c] * x[r * C + c] : g[r * C + c];
+  }
+}
+
 }  // namespace detail
 
 // out = f(a, b) elementwise with broadcasting; `op` names the caller in errors. Equal shapes and
@@ -83,28 +97,26 @@ Tensor<T> broadcast_binary(const Tensor<T>& a, const Tensor<T>& b, F f, const ch
   T* po = out.data();
   const int64_t n = out.numel();
   if (a.shape() == b.shape()) {
-#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(n)))
-    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+    detail::parallel_for(n, [&](int64_t i) { po[i] = f(pa[i], pb[i]); });
     return out;
   }
   const bool a_rows = a.shape() == shape && detail::is_trailing_shape(b.shape(), shape);
   const bool b_rows = b.shape() == shape && detail::is_trailing_shape(a.shape(), shape);
-  if ((a_rows || b_rows) && n > 0) {  // one operand whole, the other repeated once per row
+  // One operand whole, the other repeated once per row (n > 0: no axis, so no operand, is empty).
+  if ((a_rows || b_rows) && n > 0) {
     const int64_t width = a_rows ? cb.numel() : ca.numel();
-    if (width > 0) {
 #pragma omp parallel for schedule(static) if (detail::worth_parallel(double(n)))
-      for (int64_t r = 0; r < n / width; ++r) {
-        T* o = po + r * width;
-        if (a_rows) {
-          const T* x = pa + r * width;
-          for (int64_t j = 0; j < width; ++j) o[j] = f(x[j], pb[j]);
-        } else {
-          const T* y = pb + r * width;
-          for (int64_t j = 0; j < width; ++j) o[j] = f(pa[j], y[j]);
-        }
+    for (int64_t r = 0; r < n / width; ++r) {
+      T* o = po + r * width;
+      if (a_rows) {
+        const T* x = pa + r * width;
+        for (int64_t j = 0; j < width; ++j) o[j] = f(x[j], pb[j]);
+      } else {
+        const T* y = pb + r * width;
+        for (int64_t j = 0; j < width; ++j) o[j] = f(pa[j], y[j]);
       }
-      return out;
     }
+    return out;
   }
   for_each_broadcast(shape, broadcast_strides(a.shape(), shape),
                      broadcast_strides(b.shape(), shape),
@@ -124,13 +136,7 @@ Tensor<T> sum_to(const Tensor<T>& grad, const Shape& shape) {
   T* po = out.data();
   const int64_t width = out.numel();
   if (detail::is_trailing_shape(shape, g.shape()) && width > 0) {
-    const int64_t rows = g.numel() / width, block = 64;
-#pragma omp parallel for schedule(static) if (detail::worth_parallel(double(g.numel())))
-    for (int64_t j0 = 0; j0 < width; j0 += block) {
-      const int64_t j1 = std::min(width, j0 + block);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = j0; j < j1; ++j) po[j] += pg[r * width + j];
-    }
+    detail::column_sums(pg, static_cast<const T*>(nullptr), g.numel() / width, width, po);
     return out;
   }
   const Shape strides = broadcast_strides(shape, g.shape());
