@@ -76,7 +76,8 @@ class MoE(nn.Module):
         for e, expert in enumerate(self.experts):  # skips experts no token chose
             token, slot = torch.where(idx == e)
             if token.numel():
-                out.index_add_(0, token, expert(xs[token]) * w[token, slot, None])
+                # Under autocast the expert's output is bf16, the sum float.
+                out.index_add_(0, token, (expert(xs[token]) * w[token, slot, None]).to(out.dtype))
         aux = None
         if self.training:
             E = len(self.experts)

@@ -2,15 +2,16 @@
 """bench/torch_train.py: training speed of a minimoe preset written as a PyTorch user would.
 
     /usr/bin/python3 bench/torch_train.py --preset minimoe --batch 8 --context 256 --steps 10 \\
-        --warmup 2 --threads 2 [--blas-threads 1] [--json]
+        --warmup 2 --threads 2 [--blas-threads 1] [--precision bf16] [--json]
 
 The model is the PyTorch MiniMoE layout of bench/torch_minimoe.py (the architecture of
 tools/torch_reference.py, in nn.Module form): token and learned position embeddings,
 pre-LayerNorm blocks of causal attention (masked softmax) and an MoE FFN of GELU experts, softmax
 router, top-k with renormalised weights, a loop over experts with index gathering and
 index_add_, the Switch load-balancing loss, a tied LM head, cross-entropy, AdamW with gradient
-clipping. It trains on random token ids (the speed does not depend on the data): --warmup steps,
-then --steps timed steps; tokens/s = batch * context * steps / seconds.
+clipping. With --precision bf16 the forward runs under torch.autocast("cpu", bfloat16), as a
+PyTorch user would speed it up. It trains on random token ids (the speed does not depend on the
+data): --warmup steps, then --steps timed steps; tokens/s = batch * context * steps / seconds.
 """
 import argparse
 import json
@@ -36,6 +37,8 @@ def parse_args():
     p.add_argument("--threads", type=int, default=0, help="0: all cores")
     p.add_argument("--blas-threads", type=int, default=0, help="OpenBLAS threads; 0: --threads")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: forward under torch.autocast (bfloat16 matrix products)")
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
     a.threads = a.threads or os.cpu_count() or 1
@@ -90,11 +93,12 @@ def main():
     log = sys.stderr if a.json else sys.stdout
     print(f"torch_train: preset {a.preset} vocab {a.cfg['vocab']}, {params:,} parameters, "
           f"batch {a.batch} x context {a.context}, {torch.get_num_threads()} threads, "
-          f"OpenBLAS {a.blas_threads} (torch {torch.__version__})", file=log)
+          f"OpenBLAS {a.blas_threads}, {a.precision} (torch {torch.__version__})", file=log)
 
     def step():
         ids = torch.randint(a.cfg["vocab"], (a.batch, a.context + 1))
-        loss = loss_of(model, ids)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.precision == "bf16"):
+            loss = loss_of(model, ids)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -112,7 +116,8 @@ def main():
     tokens_per_s = a.batch * a.context * a.steps / sum(seconds)
     if a.json:
         print(json.dumps({"impl": "torch", "preset": a.preset, "threads": a.threads,
-                          "blas_threads": a.blas_threads, "batch": a.batch,
+                          "blas_threads": a.blas_threads, "precision": a.precision,
+                          "batch": a.batch,
                           "context": a.context, "steps": a.steps,
                           "tokens_per_s": tokens_per_s, "params": params}))
     else:

@@ -3,9 +3,12 @@
 # tokens/s of whole optimizer steps (forward, backward, clipping, AdamW), batch 8.
 #
 #   bench/train_speed.sh [--preset minimoe|tiny] [--steps N] [--torch-steps N] [--threads N]
+#                        [--precision fp32|bf16]
 #
 # The same settings come from PRESET, STEPS (minimoe, default 20), TORCH_STEPS (default 10),
-# THREADS (default 2) and PYTHON (an interpreter with torch, default Debian's /usr/bin/python3).
+# THREADS (default 2), PRECISION (default fp32) and PYTHON (an interpreter with torch, default
+# Debian's /usr/bin/python3). At bf16 both sides multiply bfloat16 operands: minimoe with
+# --precision bf16, PyTorch under torch.autocast.
 # Both figures are tokens / seconds over the steps after the first 2 (warm-up). PyTorch runs
 # at 1 thread, at THREADS threads, and at THREADS threads with one OpenBLAS thread (its pool
 # otherwise fights PyTorch's); the ratio is against the best of the three. Runs in a temporary
@@ -16,7 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source bench/common.sh
 
 preset=${PRESET:-minimoe} steps=${STEPS:-20} torch_steps=${TORCH_STEPS:-10}
-threads=${THREADS:-2} python=${PYTHON:-/usr/bin/python3}
+threads=${THREADS:-2} precision=${PRECISION:-fp32} python=${PYTHON:-/usr/bin/python3}
 
 
 while (($#)); do
@@ -25,6 +28,7 @@ while (($#)); do
     --steps) steps=${2:?--steps needs a value} ;;
     --torch-steps) torch_steps=${2:?--torch-steps needs a value} ;;
     --threads) threads=${2:?--threads needs a value} ;;
+    --precision) precision=${2:?--precision needs a value} ;;
     -h | --help)
       print_help
       exit 0
@@ -38,6 +42,8 @@ case $preset in
   tiny) context=128 tokenizer=bpe ;;  # trained on the corpus: its vocabulary may come out smaller
   *) fail "--preset must be minimoe or tiny, got '$preset'" ;;
 esac
+[[ $precision == fp32 || $precision == bf16 ]] ||
+  fail "--precision must be fp32 or bf16, got '$precision'"
 ((steps > 2)) || fail "--steps must exceed the 2 steps that are not counted"
 
 bin=build/default/cli/minimoe
@@ -56,11 +62,11 @@ logged() {
 
 write_corpus "$work/corpus.txt"
 
-echo "minimoe: $steps steps of preset $preset, $threads threads..." >&2
+echo "minimoe: $steps steps of preset $preset, $threads threads, $precision..." >&2
 logged minimoe "$bin" train --preset "$preset" --tokenizer "$tokenizer" \
   --corpus "$work/corpus.txt" --out "$work/run" --batch-size 8 --context "$context" \
   --steps "$steps" --eval-every 0 --eval-batches 1 --checkpoint-every 0 --sample-tokens 0 \
-  --threads "$threads"
+  --threads "$threads" --precision "$precision"
 vocab=$(sed -n 's/^model: .* vocab \([0-9]*\):.*/\1/p' "$work/minimoe.log")
 [[ -n $vocab ]] || fail "no vocabulary size in minimoe's log"
 logged inspect "$bin" inspect "$work/run/model.safetensors"
@@ -69,24 +75,24 @@ configs=("1 1")
 ((threads == 1)) || configs+=("$threads $threads" "$threads 1")
 for config in "${configs[@]}"; do
   read -r t blas <<<"$config"
-  echo "torch: $torch_steps steps, $t threads, OpenBLAS $blas..." >&2
+  echo "torch: $torch_steps steps, $t threads, OpenBLAS $blas, $precision..." >&2
   logged torch "$python" bench/torch_train.py --preset "$preset" --vocab "$vocab" --batch 8 \
     --context "$context" --steps "$torch_steps" --warmup 2 --threads "$t" --blas-threads "$blas" \
-    --json
+    --precision "$precision" --json
   tail -n 1 "$work/torch.log" >>"$work/torch.jsonl"
 done
 
 "$python" - "$work/run/metrics.jsonl" "$work/torch.jsonl" "$work/inspect.log" \
-  "$preset" "$vocab" "$context" "$threads" <<'EOF'
+  "$preset" "$vocab" "$context" "$threads" "$precision" <<'EOF'
 import json, re, statistics, sys
-metrics, torch_runs, inspect, preset, vocab, context, threads = sys.argv[1:]
+metrics, torch_runs, inspect, preset, vocab, context, threads, precision = sys.argv[1:]
 steps = [r for r in map(json.loads, open(metrics)) if r["type"] == "train" and r["step"] >= 2]
 # Every step has the same tokens: their harmonic mean is tokens / seconds, as for torch.
 ours = statistics.harmonic_mean([r["tokens_per_s"] for r in steps])
 runs = [json.loads(line) for line in open(torch_runs)]
 params = int(re.search(r"parameters: (\d+) total", open(inspect).read()).group(1))
-print(f"preset {preset} (vocab {vocab}), batch 8 x context {context}; parameters: minimoe "
-      f"{params:,}, torch {runs[0]['params']:,}")
+print(f"preset {preset} (vocab {vocab}), batch 8 x context {context}, {precision} matrix "
+      f"products; parameters: minimoe {params:,}, torch {runs[0]['params']:,}")
 print(f"{'implementation':<34} {'tokens/s':>9} {'timed steps':>12}")
 print(f"{f'minimoe, {threads} threads':<34} {ours:>9.0f} {len(steps):>12}")
 for r in runs:

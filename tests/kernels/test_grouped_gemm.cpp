@@ -1,3 +1,7 @@
+#include <cmath>
+#include <limits>
+#include <string>
+
 #include <minimoe/kernels/activation.hpp>
 #include <minimoe/kernels/grouped_gemm.hpp>
 #include <minimoe/tensor/tensor.hpp>
@@ -22,6 +26,26 @@ std::vector<GemmKernel<T>> kernels_under_test() {
   for (const auto& k : kernels) names += fmt::format(" {} ({}x{})", k.name, k.mr, k.nr);
   MESSAGE("kernels:" << names);
   return kernels;
+}
+
+// Random operands for `kernel`: a bf16 kernel gets values bf16 holds exactly, so that its
+// products and float sums match the naive loop to the same tolerance as a float kernel's (the
+// rounding itself is tested on its own below).
+template <typename T>
+Tensor<T> operand(const GemmKernel<T>& kernel, const Shape& shape, Rng& rng, double scale = 1.0) {
+  Tensor<T> t = Tensor<T>::randn(shape, rng, scale);
+  if constexpr (std::is_same_v<T, float>)
+    if (kernel.bf16())
+      for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = round_to_bf16(t.data()[i]);
+  return t;
+}
+
+// Every value rounded to bf16 (float), or as it is (double).
+template <typename T>
+Tensor<T> bf16_exact(Tensor<T> t) {
+  if constexpr (std::is_same_v<T, float>)
+    for (int64_t i = 0; i < t.numel(); ++i) t.data()[i] = round_to_bf16(t.data()[i]);
+  return t;
 }
 
 // A random problem: group sizes (zeros included), a gather index into `sources` rows.
@@ -70,11 +94,11 @@ void check_matmul(const GemmKernel<T>& kernel, const std::vector<int32_t>& sizes
   Rng rng(sizes.size() * 31 + k * 7 + n);
   const Problem p = make_problem(sizes, 23, rng);
   const int64_t rows = p.offsets.back();
-  const Tensor<T> a = Tensor<T>::randn({gather ? p.sources : rows, k}, rng);
+  const Tensor<T> a = operand(kernel, {gather ? p.sources : rows, k}, rng);
   std::vector<Tensor<T>> w;
   std::vector<const T*> ptrs;
   for (size_t g = 0; g < sizes.size(); ++g) {
-    w.push_back(Tensor<T>::randn(transposed ? Shape{n, k} : Shape{k, n}, rng));
+    w.push_back(operand(kernel, transposed ? Shape{n, k} : Shape{k, n}, rng));
     ptrs.push_back(w.back().data());
   }
   Tensor<T> c({rows, n}, T(777));  // overwritten, whatever it held
@@ -95,8 +119,8 @@ void check_weight_grad(const GemmKernel<T>& kernel, const std::vector<int32_t>& 
   Rng rng(sizes.size() * 13 + n * 5 + k);
   const Problem p = make_problem(sizes, 17, rng);
   const int64_t rows = p.offsets.back();
-  const Tensor<T> d = Tensor<T>::randn({rows, n}, rng);
-  const Tensor<T> x = Tensor<T>::randn({gather ? p.sources : rows, k}, rng);
+  const Tensor<T> d = operand(kernel, {rows, n}, rng);
+  const Tensor<T> x = operand(kernel, {gather ? p.sources : rows, k}, rng);
   std::vector<Tensor<T>> grads, bias;
   std::vector<T*> ptrs, bias_ptrs;
   for (size_t g = 0; g < sizes.size(); ++g) {
@@ -137,6 +161,8 @@ TEST_CASE_TEMPLATE("micro-kernels match a naive loop for every tile height and K
     CAPTURE(kernel.name);
     REQUIRE(kernel.mr >= 1);
     REQUIRE(kernel.mr <= kGemmMaxMR);
+    if constexpr (std::is_same_v<T, float>)
+      if (kernel.bf16()) continue;  // their own test below
     const int nr = kernel.nr;
     for (int m = 1; m <= kernel.mr; ++m)
       for (int64_t kc : {1, 7, 64, 300})
@@ -259,11 +285,11 @@ TEST_CASE("SIMD kernels agree with the reference kernel on a grouped product") {
   Rng rng(11);
   const Problem p = make_problem({130, 0, 7, 600, 1}, 300, rng);
   const int64_t k = 260, n = 200, rows = p.offsets.back();
-  const Tensor<float> a = Tensor<float>::randn({p.sources, k}, rng);
+  const Tensor<float> a = bf16_exact(Tensor<float>::randn({p.sources, k}, rng));
   std::vector<Tensor<float>> w;
   std::vector<const float*> ptrs;
   for (int g = 0; g < 5; ++g) {
-    w.push_back(Tensor<float>::randn({n, k}, rng, 0.1));
+    w.push_back(bf16_exact(Tensor<float>::randn({n, k}, rng, 0.1)));
     ptrs.push_back(w.back().data());
   }
   const RowGroups groups{p.offsets.data(), 5};
@@ -406,9 +432,10 @@ TEST_CASE_TEMPLATE("gemm_split_k and gemm_at_b_add match a naive loop, with ever
   // K over several pieces and K blocks, A strided (a column block of a wider matrix), n not a
   // multiple of any panel width.
   const int64_t m = 13, n = 37, k = 3001, lda = k + 5;
-  const Tensor<T> a = Tensor<T>::randn({m, lda}, rng);
-  const Tensor<T> b = Tensor<T>::randn({k, n}, rng);
-  const Tensor<T> d = Tensor<T>::randn({k, m}, rng);  // A^T B: A [k, m]
+  // Values bf16 holds exactly, for the bf16 kernels.
+  const Tensor<T> a = bf16_exact(Tensor<T>::randn({m, lda}, rng));
+  const Tensor<T> b = bf16_exact(Tensor<T>::randn({k, n}, rng));
+  const Tensor<T> d = bf16_exact(Tensor<T>::randn({k, m}, rng));  // A^T B: A [k, m]
   const Tensor<T> start = Tensor<T>::randn({m, n}, rng);
   Tensor<T> ab({m, n}), atb({m, n});
   for (int64_t i = 0; i < m; ++i)
@@ -448,8 +475,8 @@ TEST_CASE_TEMPLATE("gemm_strided matches a naive loop in every transposition, wi
         CAPTURE(tb);
         CAPTURE(accumulate);
         const int64_t lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
-        const Tensor<T> a = Tensor<T>::randn({ta ? k : m, lda}, rng);
-        const Tensor<T> b = Tensor<T>::randn({tb ? n : k, ldb}, rng);
+        const Tensor<T> a = bf16_exact(Tensor<T>::randn({ta ? k : m, lda}, rng));
+        const Tensor<T> b = bf16_exact(Tensor<T>::randn({tb ? n : k, ldb}, rng));
         const Tensor<T> start = Tensor<T>::randn({m, ldc}, rng);
         Tensor<T> expected = start.clone();
         for (int64_t i = 0; i < m; ++i)
@@ -468,4 +495,193 @@ TEST_CASE_TEMPLATE("gemm_strided matches a naive loop in every transposition, wi
           test::check_close(c, expected, tolerance<T>(k));
         }
       }
+}
+
+TEST_CASE("bf16 rounding: to nearest, ties to even, subnormals flushed, NaN kept") {
+  auto bits = [](float x) { return to_bf16(x); };
+  CHECK(bits(1.0f) == 0x3F80);
+  CHECK(bits(-2.0f) == 0xC000);
+  CHECK(bits(1.0f + 1.0f / 512) == 0x3F80);  // below half way: down
+  CHECK(bits(1.0f + 1.0f / 256) == 0x3F80);  // half way, even below: down
+  CHECK(bits(1.0f + 3.0f / 256) == 0x3F82);  // half way, odd below: up
+  CHECK(bits(1.0f + 3.0f / 512) == 0x3F81);  // past half way: up
+  CHECK(bits(3.4e38f) == 0x7F80);            // rounds past the largest bf16: infinity
+  CHECK(bits(-std::numeric_limits<float>::infinity()) == 0xFF80);
+  CHECK(bits(1e-40f) == 0x0000);  // a float subnormal: zero, as the hardware
+  CHECK(bits(-1e-40f) == 0x8000);
+  CHECK(bits(-0.0f) == 0x8000);
+  CHECK(bits(std::numeric_limits<float>::min()) == 0x0080);
+  CHECK(std::isnan(round_to_bf16(std::numeric_limits<float>::quiet_NaN())));
+  CHECK(std::isnan(round_to_bf16(std::numeric_limits<float>::signaling_NaN())));
+  CHECK(round_to_bf16(0.15625f) == 0.15625f);  // 8 significant bits: exact
+  CHECK(detail::bf16_pair(1.0f, -2.0f) == 0xC0003F80u);
+}
+
+TEST_CASE("bf16 pair packing gives the scalar rounding for every length and value") {
+  // Random values, exact ties, subnormals, infinities and NaNs, on the SIMD path when the CPU
+  // has one (the scalar one otherwise: then this checks it against bf16_pair).
+  Rng rng(21);
+  std::vector<float> values(97);
+  for (size_t i = 0; i < values.size(); ++i) values[i] = float(rng.normal()) * 100.0f;
+  values[3] = 1.0f + 1.0f / 256;
+  values[4] = 1.0f + 3.0f / 256;
+  values[5] = 1e-40f;
+  values[6] = std::numeric_limits<float>::infinity();
+  values[7] = std::numeric_limits<float>::quiet_NaN();
+  values[8] = -0.0f;
+  for (int64_t n = 0; n <= 40; ++n) {
+    CAPTURE(n);
+    std::vector<uint32_t> pairs(n + 1, 0xDEADBEEFu), rows(n / 2 + 2, 0xDEADBEEFu);
+    detail::pack_pairs(values.data(), values.data() + 50, n, pairs.data());
+    detail::pack_row_pairs(values.data(), n, rows.data());
+    for (int64_t j = 0; j < n; ++j) {
+      const uint32_t want = detail::bf16_pair(values[j], values[50 + j]);
+      // NaN payloads may differ; each half must be NaN where the value is.
+      if (std::isnan(values[j]) || std::isnan(values[50 + j]))
+        CHECK(std::isnan(from_bf16(static_cast<uint16_t>(pairs[j]))) == std::isnan(values[j]));
+      else
+        CHECK(pairs[j] == want);
+    }
+    for (int64_t q = 0; q < (n + 1) / 2; ++q) {
+      const float odd = 2 * q + 1 < n ? values[2 * q + 1] : 0.0f;  // an odd K pads with zero
+      if (!std::isnan(values[2 * q]) && !std::isnan(odd))
+        CHECK(rows[q] == detail::bf16_pair(values[2 * q], odd));
+    }
+    CHECK(pairs[n] == 0xDEADBEEFu);  // nothing written past the end
+    CHECK(rows[(n + 1) / 2] == 0xDEADBEEFu);
+    std::vector<uint32_t> zeros(n + 1, 0xDEADBEEFu);
+    detail::pack_pairs(values.data() + 10, nullptr, n, zeros.data());
+    for (int64_t j = 0; j < n; ++j) CHECK((zeros[j] >> 16) == 0u);  // no odd row: zero halves
+  }
+}
+
+TEST_CASE("bf16 micro-kernels match a naive loop over their pairs for every tile height and K") {
+  Rng rng(17);
+  for (const GemmKernel<float>& kernel : kernels_under_test<float>()) {
+    if (!kernel.bf16()) continue;
+    CAPTURE(kernel.name);
+    const int nr = kernel.nr;
+    for (int m = 1; m <= kernel.mr; ++m)
+      for (int64_t kp : {1, 4, 33, 150})
+        for (int64_t a_step : {1, 3})
+          for (bool accumulate : {false, true}) {
+            CAPTURE(m);
+            CAPTURE(kp);
+            CAPTURE(a_step);
+            CAPTURE(accumulate);
+            auto random_pairs = [&](int64_t count) {
+              std::vector<uint32_t> v(count);
+              for (auto& w : v) w = detail::bf16_pair(float(rng.normal()), float(rng.normal()));
+              return v;
+            };
+            const std::vector<uint32_t> a = random_pairs(m * kp * a_step),
+                                        b = random_pairs(kp * nr);
+            const int64_t ldc = nr + 3;
+            Tensor<float> c = Tensor<float>::randn({m, ldc}, rng);
+            Tensor<float> expected = c.clone();
+            const uint32_t* rows[kGemmMaxMR];
+            for (int i = 0; i < m; ++i) rows[i] = a.data() + i * kp * a_step;
+            kernel.bf16_rows[m](kp, rows, a_step, b.data(), c.data(), ldc, accumulate);
+            auto half = [](uint32_t w, int h) { return double(from_bf16(uint16_t(w >> 16 * h))); };
+            for (int i = 0; i < m; ++i)
+              for (int j = 0; j < nr; ++j) {
+                double acc = accumulate ? double(expected.data()[i * ldc + j]) : 0.0;
+                for (int64_t q = 0; q < kp; ++q)
+                  for (int h = 0; h < 2; ++h)
+                    acc += half(rows[i][q * a_step], h) * half(b[q * nr + j], h);
+                expected.data()[i * ldc + j] = float(acc);
+              }
+            test::check_close(c, expected, tolerance<float>(2 * kp));  // padding untouched
+          }
+  }
+}
+
+TEST_CASE("bf16 kernels multiply the bf16 roundings of float operands, in every product form") {
+  // Full-precision operands: each bf16 kernel must give the float product of their roundings,
+  // which differs from the product of the operands themselves by far more than float sums do.
+  Rng rng(23);
+  const int64_t m = 21, n = 45, k = 301, pad = 2;
+  const Tensor<float> a = Tensor<float>::randn({m, k + pad}, rng);
+  const Tensor<float> at = Tensor<float>::randn({k, m + pad}, rng);  // A^T, read down columns
+  const Tensor<float> b = Tensor<float>::randn({k, n + pad}, rng);
+  const Tensor<float> bt = Tensor<float>::randn({n, k + pad}, rng);
+  const Tensor<float> ra = bf16_exact(a.clone()), rat = bf16_exact(at.clone()),
+                      rb = bf16_exact(b.clone()), rbt = bf16_exact(bt.clone());
+  for (const GemmKernel<float>& kernel : kernels_under_test<float>()) {
+    if (!kernel.bf16()) continue;
+    CAPTURE(kernel.name);
+    for (const bool ta : {false, true})
+      for (const bool tb : {false, true}) {
+        CAPTURE(ta);
+        CAPTURE(tb);
+        const int64_t lda = ta ? m + pad : k + pad, ldb = tb ? k + pad : n + pad;
+        Tensor<float> c({m, n}), rounded({m, n}), exact({m, n});
+        gemm_strided(ta, tb, m, n, k, (ta ? at : a).data(), lda, (tb ? bt : b).data(), ldb,
+                     c.data(), n, false, kernel);
+        gemm_strided(ta, tb, m, n, k, (ta ? rat : ra).data(), lda, (tb ? rbt : rb).data(), ldb,
+                     rounded.data(), n, false, gemm_kernel_ref<float>());
+        gemm_strided(ta, tb, m, n, k, (ta ? at : a).data(), lda, (tb ? bt : b).data(), ldb,
+                     exact.data(), n, false, gemm_kernel_ref<float>());
+        test::check_close(c, rounded, tolerance<float>(k));
+        double worst = 0;
+        for (int64_t i = 0; i < m * n; ++i)
+          worst = std::max(worst, std::abs(double(c.data()[i]) - exact.data()[i]));
+        CHECK(worst > 20 * tolerance<float>(k));
+      }
+    // The grouped forms: a gathered forward and a weight gradient. Groups of more rows than
+    // the row-dot kernel takes (decoding streams W as it is, in float: checked below).
+    Problem p = make_problem({20, 0, 30}, 40, rng);
+    const RowGroups groups{p.offsets.data(), 3};
+    const Tensor<float> x = Tensor<float>::randn({40, k}, rng), rx = bf16_exact(x.clone());
+    std::vector<Tensor<float>> w, rw;
+    std::vector<const float*> wp, rwp;
+    for (int g = 0; g < 3; ++g) {
+      w.push_back(Tensor<float>::randn({n, k}, rng));
+      rw.push_back(bf16_exact(w.back().clone()));
+      wp.push_back(w.back().data());
+      rwp.push_back(rw.back().data());
+    }
+    const int64_t rows = p.offsets.back();
+    Tensor<float> c({rows, n}), expected({rows, n});
+    grouped_matmul(groups, x.data(), k, p.index.data(), wp.data(), true, k, n, c.data(), n, kernel);
+    grouped_matmul(groups, rx.data(), k, p.index.data(), rwp.data(), true, k, n, expected.data(), n,
+                   gemm_kernel_ref<float>());
+    test::check_close(c, expected, tolerance<float>(k));
+    const Tensor<float> d = Tensor<float>::randn({rows, n}, rng), rd = bf16_exact(d.clone());
+    std::vector<Tensor<float>> grads, expected_grads;
+    std::vector<float*> gp, egp;
+    for (int g = 0; g < 3; ++g) {
+      grads.push_back(Tensor<float>({n, k}));
+      expected_grads.push_back(Tensor<float>({n, k}));
+      gp.push_back(grads.back().data());
+      egp.push_back(expected_grads.back().data());
+    }
+    grouped_weight_grad(groups, d.data(), n, n, x.data(), k, p.index.data(), k, gp.data(),
+                        static_cast<float* const*>(nullptr), kernel);
+    grouped_weight_grad(groups, rd.data(), n, n, rx.data(), k, p.index.data(), k, egp.data(),
+                        static_cast<float* const*>(nullptr), gemm_kernel_ref<float>());
+    for (int g : {0, 2}) test::check_close(grads[g], expected_grads[g], tolerance<float>(30));
+    Problem few = make_problem({3}, 40, rng);
+    const RowGroups one{few.offsets.data(), 1};
+    Tensor<float> decoded({3, n}), in_float({3, n});
+    grouped_matmul(one, x.data(), k, few.index.data(), wp.data(), true, k, n, decoded.data(), n,
+                   kernel);
+    grouped_matmul(one, x.data(), k, few.index.data(), wp.data(), true, k, n, in_float.data(), n,
+                   gemm_kernel_ref<float>());
+    test::check_close(decoded, in_float, tolerance<float>(k));
+  }
+}
+
+TEST_CASE("the matmul precision picks the library's float kernel, and only the float one") {
+  REQUIRE(matmul_precision() == MatmulPrecision::fp32);
+  CHECK_FALSE(gemm_kernel<float>().bf16());
+  set_matmul_precision(MatmulPrecision::bf16);
+  const bool bf16 = gemm_kernel<float>().bf16();
+  const bool double_bf16 = gemm_kernel<double>().bf16();
+  const std::string name = gemm_kernel<float>().name;
+  set_matmul_precision(MatmulPrecision::fp32);
+  CHECK(bf16);
+  CHECK_FALSE(double_bf16);
+  CHECK(name == (bf16_accelerated() ? "avx512-bf16" : "scalar-bf16"));
+  CHECK_FALSE(gemm_kernel<float>().bf16());
 }

@@ -40,6 +40,9 @@ TEST_CASE("a resumed run takes exactly the steps of the uninterrupted one") {
   const Dataset data(small_domains(dir));
   TrainOptions o = small_options();
   o.steps = 12;
+  // The checkpoint carries the matmul precision too: bf16 resumes in bf16.
+  SUBCASE("fp32") { o.precision = MatmulPrecision::fp32; }
+  SUBCASE("bf16") { o.precision = MatmulPrecision::bf16; }
 
   GPT<float> straight_model(noisy_config(), 7);
   Trainer<float> straight(straight_model, data, o);
@@ -52,6 +55,7 @@ TEST_CASE("a resumed run takes exactly the steps of the uninterrupted one") {
 
   Checkpoint<float> c = load_checkpoint<float>(dir.file("ckpt.safetensors"));
   CHECK(c.state.step == 5);
+  CHECK(c.options.precision == o.precision);
   CHECK(c.tokenizer == "bytes");
   Trainer<float> resumed(c, data);
   const std::vector<float> rest = losses(resumed, 7);
@@ -187,6 +191,15 @@ TEST_CASE("train options round-trip through JSON, and bad ones are refused") {
   j = o;
   j["schedule"] = "zigzag";
   CHECK_THROWS_AS(j.get<TrainOptions>(), FormatError);
+  o.precision = MatmulPrecision::bf16;
+  j = o;
+  CHECK(j.at("precision") == "bf16");
+  CHECK(j.get<TrainOptions>().precision == MatmulPrecision::bf16);
+  j["precision"] = "fp8";
+  CHECK_THROWS_WITH_AS(j.get<TrainOptions>(), doctest::Contains("precision must be fp32 or bf16"),
+                       FormatError);
+  j.erase("precision");  // a checkpoint from before the field: it trained in fp32
+  CHECK(j.get<TrainOptions>().precision == MatmulPrecision::fp32);
 }
 
 TEST_CASE("the metrics log of a resumed run drops the records it is about to write again") {

@@ -41,6 +41,29 @@ TEST_CASE("training lowers the loss on learnable data, and reports every step") 
   CHECK(reports[0].lr == doctest::Approx(1e-2 / 5));
 }
 
+TEST_CASE("bf16 matrix products train like fp32 ones, and only inside the trainer") {
+  TempDir dir;
+  const Dataset data(small_domains(dir));
+  std::vector<double> loss[2];
+  double final_eval[2];
+  for (int bf16 = 0; bf16 < 2; ++bf16) {
+    TrainOptions o = small_options();
+    o.precision = bf16 ? MatmulPrecision::bf16 : MatmulPrecision::fp32;
+    GPT<float> model(small_config(), 1);
+    Trainer<float> trainer(model, data, o);
+    while (!trainer.done()) {
+      loss[bf16].push_back(trainer.step().loss);
+      REQUIRE(matmul_precision() == MatmulPrecision::fp32);  // restored after the step
+    }
+    final_eval[bf16] = trainer.evaluate().loss;
+  }
+  // The rounding changes the trajectory a little (so bf16 did run), not where it goes.
+  CHECK(loss[0] != loss[1]);
+  CHECK(std::abs(loss[0][0] - loss[1][0]) < 1e-2);
+  CHECK(std::abs(final_eval[0] - final_eval[1]) < 0.1);
+  CHECK(final_eval[1] < loss[1][0] - 1.0);
+}
+
 TEST_CASE("gradient accumulation over micro-batches counts every token") {
   TempDir dir;
   const Dataset data(small_domains(dir));

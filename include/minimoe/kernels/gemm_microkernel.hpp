@@ -31,24 +31,21 @@
 // unit has, and take the widest one the CPU supports at run time. That keeps a GCC 12 build,
 // which CMake restricts to AVX2 (GCC 12 miscompiles generic code under -mavx512f), on the
 // AVX-512 kernel on machines that have it; only this intrinsic code is compiled for AVX-512.
-// Every other type (double) uses the portable kernel.
+// Every other type (double) uses the portable kernel. At MatmulPrecision::bf16, float products
+// take a bf16 kernel instead (kernels/bf16.hpp): AVX-512 BF16 (8 x 32) where the CPU has it,
+// else the portable one.
 #pragma once
 
+#include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <iterator>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#if !defined(MINIMOE_FORCE_SCALAR) && defined(__x86_64__) && \
-    (defined(__GNUC__) || defined(__clang__))
-#define MINIMOE_GEMM_X86 1
-#include <immintrin.h>
-#define MINIMOE_TARGET_AVX2 __attribute__((target("avx2,fma")))
-#define MINIMOE_TARGET_AVX512 __attribute__((target("avx512f")))
-#elif !defined(MINIMOE_FORCE_SCALAR) && defined(__ARM_NEON) && defined(__aarch64__)
-#define MINIMOE_GEMM_NEON 1
-#include <arm_neon.h>
-#endif
+#include "minimoe/kernels/bf16.hpp"
+#include "minimoe/kernels/isa.hpp"
 
 namespace minimoe {
 
@@ -62,12 +59,18 @@ template <typename T>
 using DotKernelFn = void (*)(int64_t k, const T* const* a, int m, const T* w, int64_t ldw,
                              int64_t ncols, T* c, int64_t ldc);
 
+// A float kernel fills `rows`; a bf16 one (float in and out, its operands rounded to bfloat16
+// while they are packed: kernels/bf16.hpp) fills `bf16_rows` instead, and its `dot` is a float
+// one (the decode-size products stream W as it is stored).
 template <typename T>
 struct GemmKernel {
   const char* name = "";
   int mr = 0, nr = 0;
   MicroKernelFn<T> rows[kGemmMaxMR + 1] = {};  // rows[m] computes an m-row tile, 1 <= m <= mr
   DotKernelFn<T> dot = nullptr;                // m <= mr rows against W rows, see above
+  Bf16MicroKernelFn bf16_rows[kGemmMaxMR + 1] = {};
+
+  bool bf16() const { return bf16_rows[1] != nullptr; }
 };
 
 namespace detail {
@@ -365,7 +368,29 @@ void dot_by_rows(int64_t k, const float* const* a, int m, const float* w, int64_
   }
 }
 
+template <int NR, int... M>
+GemmKernel<float> make_bf16_ref_kernel(std::integer_sequence<int, M...>) {
+  GemmKernel<float> k = make_ref_kernel<float, NR>(std::integer_sequence<int, M...>{});
+  k.name = "scalar-bf16";
+  for (int m = 1; m <= k.mr; ++m) k.rows[m] = nullptr;
+  const Bf16MicroKernelFn rows[] = {nullptr, &microkernel_bf16_ref<NR, M + 1>...};
+  std::copy(std::begin(rows), std::end(rows), k.bf16_rows);
+  return k;
+}
+
 #ifdef MINIMOE_GEMM_X86
+template <int... M>
+GemmKernel<float> make_avx512_bf16_kernel(std::integer_sequence<int, M...>) {
+  GemmKernel<float> k;
+  k.name = "avx512-bf16";
+  k.mr = sizeof...(M);
+  k.nr = 32;
+  k.dot = &dot_by_rows<DotAvx512>;
+  const Bf16MicroKernelFn rows[] = {nullptr, &microkernel_avx512_bf16<M + 1>...};
+  std::copy(std::begin(rows), std::end(rows), k.bf16_rows);
+  return k;
+}
+
 template <int... M>
 constexpr GemmKernel<float> make_avx2_kernel(std::integer_sequence<int, M...>) {
   return {"avx2", sizeof...(M), 16, {nullptr, &microkernel_avx2<M + 1>...}, &dot_by_rows<DotAvx2>};
@@ -379,14 +404,6 @@ constexpr GemmKernel<float> make_avx512_kernel(std::integer_sequence<int, M...>)
           &dot_by_rows<DotAvx512>};
 }
 
-inline bool cpu_has_avx2_fma() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-}
-inline bool cpu_has_avx512() {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
-}
 #endif  // MINIMOE_GEMM_X86
 
 #ifdef MINIMOE_GEMM_NEON
@@ -467,7 +484,8 @@ const GemmKernel<T>& gemm_kernel_ref() {
   return kernel;
 }
 
-// Every kernel this build and this CPU can run, the reference first (for tests and benches).
+// Every kernel this build and this CPU can run: the float ones from the reference to the
+// widest, then (for float) the bf16 ones likewise. For tests and benches.
 template <typename T>
 std::vector<GemmKernel<T>> gemm_kernels() {
   std::vector<GemmKernel<T>> kernels{gemm_kernel_ref<T>()};
@@ -481,15 +499,76 @@ std::vector<GemmKernel<T>> gemm_kernels() {
 #ifdef MINIMOE_GEMM_NEON
     kernels.push_back(detail::make_neon_kernel(std::make_integer_sequence<int, 8>{}));
 #endif
+    kernels.push_back(detail::make_bf16_ref_kernel<8>(std::make_integer_sequence<int, 4>{}));
+#ifdef MINIMOE_GEMM_X86
+    if (detail::cpu_has_avx512_bf16())
+      kernels.push_back(detail::make_avx512_bf16_kernel(std::make_integer_sequence<int, 8>{}));
+#endif
   }
   return kernels;
 }
 
-// The kernel the library uses: the widest one available.
+// What float products may round their operands to (torch.set_float32_matmul_precision's
+// "medium" is bf16): fp32 exactly as given, or bf16 (kernels/bf16.hpp), on every thread.
+enum class MatmulPrecision { fp32, bf16 };
+
+namespace detail {
+inline std::atomic<MatmulPrecision>& matmul_precision_setting() {
+  static std::atomic<MatmulPrecision> precision{MatmulPrecision::fp32};
+  return precision;
+}
+}  // namespace detail
+
+inline MatmulPrecision matmul_precision() {
+  return detail::matmul_precision_setting().load(std::memory_order_relaxed);
+}
+inline void set_matmul_precision(MatmulPrecision precision) {
+  detail::matmul_precision_setting().store(precision, std::memory_order_relaxed);
+}
+
+// Sets the matmul precision for the lifetime of a scope, then restores the one before.
+class ScopedMatmulPrecision {
+ public:
+  explicit ScopedMatmulPrecision(MatmulPrecision precision) : before_(matmul_precision()) {
+    set_matmul_precision(precision);
+  }
+  ~ScopedMatmulPrecision() { set_matmul_precision(before_); }
+  ScopedMatmulPrecision(const ScopedMatmulPrecision&) = delete;
+  ScopedMatmulPrecision& operator=(const ScopedMatmulPrecision&) = delete;
+
+ private:
+  MatmulPrecision before_;
+};
+
+inline const char* to_string(MatmulPrecision p) {
+  return p == MatmulPrecision::bf16 ? "bf16" : "fp32";
+}
+
+// Whether this CPU multiplies bf16 in hardware: without it a bf16 product takes the portable
+// kernel, several times slower than the float ones.
+inline bool bf16_accelerated() {
+#ifdef MINIMOE_GEMM_X86
+  return detail::cpu_has_avx512_bf16();
+#else
+  return false;
+#endif
+}
+
+// The kernel the library uses: the widest one available, at matmul_precision() for float.
 template <typename T>
 const GemmKernel<T>& gemm_kernel() {
-  static const GemmKernel<T> kernel = gemm_kernels<T>().back();
-  return kernel;
+  static const GemmKernel<T> best = [] {
+    const std::vector<GemmKernel<T>> kernels = gemm_kernels<T>();
+    GemmKernel<T> widest = kernels.front();
+    for (const GemmKernel<T>& k : kernels)
+      if (!k.bf16()) widest = k;
+    return widest;
+  }();
+  if constexpr (std::is_same_v<T, float>) {
+    static const GemmKernel<float> best_bf16 = gemm_kernels<float>().back();
+    if (matmul_precision() == MatmulPrecision::bf16) return best_bf16;
+  }
+  return best;
 }
 
 }  // namespace minimoe

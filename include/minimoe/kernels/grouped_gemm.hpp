@@ -32,6 +32,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "minimoe/error.hpp"
@@ -133,6 +134,7 @@ int64_t indexed_rows(const T* a, int64_t lda, const int32_t* index, int64_t r, i
 template <typename T>
 struct Scratch {
   std::vector<T> b, a, tile;
+  std::vector<uint32_t> b_pairs, a_pairs;  // the bf16 operands of a bf16 kernel
 };
 // Per thread and reused: OpenMP's workers persist, so the buffers are allocated once.
 template <typename T>
@@ -148,6 +150,7 @@ inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; 
 // a_strip(i0, rows, p0, kc, ptrs) points ptrs[i] at A(i0 + i, p0) and returns the p step;
 // pack_b(s, p0, kc, dst) packs rows [p0, p0 + kc) of B_s; epilogue(i0, rows) runs on each
 // strip of C once its sums are complete. With add_to_c the sums are added to C instead.
+// A bf16 kernel gets both operands as the float ones are packed, then rounded into bf16 pairs.
 template <typename T, typename AStrip, typename PackB, typename Epilogue>
 void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, int nseg, T* const* c,
                 int64_t ldc, AStrip&& a_strip, PackB&& pack_b, Epilogue&& epilogue,
@@ -159,7 +162,14 @@ void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, in
   const int64_t kc_max = (k + blocks - 1) / blocks;
   ws.b.resize(static_cast<size_t>(nseg * panels * std::max<int64_t>(kc_max, 1) * nr));
   ws.tile.resize(static_cast<size_t>(mr * nr));
+  const bool bf16 = kernel.bf16();
+  if (bf16) {
+    const int64_t kp_max = (std::max<int64_t>(kc_max, 1) + 1) / 2;
+    ws.b_pairs.resize(static_cast<size_t>(nseg * panels * kp_max * nr));
+    ws.a_pairs.resize(static_cast<size_t>(mr * kp_max));
+  }
   const T* ap[kGemmMaxMR];
+  const uint32_t* ap_pairs[kGemmMaxMR];
   if (k == 0) {
     for (int s = 0; s < nseg && !add_to_c; ++s)
       for (int64_t i = 0; i < m; ++i) std::fill_n(c[s] + i * ldc, n, T(0));
@@ -167,28 +177,42 @@ void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, in
     return;
   }
   for (int64_t kb = 0; kb < blocks; ++kb) {
-    const int64_t p0 = kb * kc_max, kc = std::min(kc_max, k - p0);
+    const int64_t p0 = kb * kc_max, kc = std::min(kc_max, k - p0), kp = (kc + 1) / 2;
     for (int s = 0; s < nseg; ++s) pack_b(s, p0, kc, ws.b.data() + s * panels * kc * nr);
+    if constexpr (std::is_same_v<T, float>)
+      if (bf16) pack_panels_bf16(ws.b.data(), nseg * panels, kc, nr, ws.b_pairs.data());
     const bool accumulate = kb > 0 || add_to_c;
     for (int64_t i0 = 0; i0 < m; i0 += mr) {
       const int rows = static_cast<int>(std::min<int64_t>(mr, m - i0));
       const int64_t a_step = a_strip(i0, rows, p0, kc, ap);
-      const MicroKernelFn<T> fn = kernel.rows[rows];
+      int64_t pair_step = 0;
+      if constexpr (std::is_same_v<T, float>)
+        if (bf16)
+          pair_step = pack_strip_bf16(ap, a_step, rows, mr, kc, ws.a_pairs.data(), ap_pairs);
+      // An m x nr tile of C (stride ldt) from panel q of segment s.
+      auto tile_product = [&](int s, int64_t q, T* ct, int64_t ldt) {
+        if constexpr (std::is_same_v<T, float>)
+          if (bf16)
+            return kernel.bf16_rows[rows](kp, ap_pairs, pair_step,
+                                          ws.b_pairs.data() + (s * panels + q) * kp * nr, ct, ldt,
+                                          accumulate);
+        kernel.rows[rows](kc, ap, a_step, ws.b.data() + (s * panels + q) * kc * nr, ct, ldt,
+                          accumulate);
+      };
       for (int s = 0; s < nseg; ++s)
         for (int64_t q = 0; q < panels; ++q) {
           const int64_t j0 = q * nr;
           const int cols = static_cast<int>(std::min<int64_t>(nr, n - j0));
-          const T* bp = ws.b.data() + (s * panels + q) * kc * nr;
           T* cp = c[s] + i0 * ldc + j0;
           if (cols == nr) {
-            fn(kc, ap, a_step, bp, cp, ldc, accumulate);
+            tile_product(s, q, cp, ldc);
             continue;
           }
           // A narrow last panel goes through a full-width tile, with the same arithmetic.
           T* tile = ws.tile.data();
           for (int i = 0; i < rows && accumulate; ++i)
             std::copy_n(cp + i * ldc, cols, tile + i * nr);
-          fn(kc, ap, a_step, bp, tile, nr, accumulate);
+          tile_product(s, q, tile, nr);
           for (int i = 0; i < rows; ++i) std::copy_n(tile + i * nr, cols, cp + i * ldc);
         }
       if (kb == blocks - 1) epilogue(i0, rows);

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "minimoe/kernels/gemm_microkernel.hpp"
 #include "minimoe/optim/adamw.hpp"
 #include "minimoe/train/schedule.hpp"
 
@@ -29,6 +30,9 @@ struct TrainOptions {
   double decay_fraction = 0.2;  // wsd
   AdamWConfig adamw;
   double grad_clip = 1.0;  // global norm; 0 = off
+  // Of the GEMMs of forward, backward and evaluation (kernels/gemm_microkernel.hpp): bf16
+  // rounds their operands, everything else stays in float.
+  MatmulPrecision precision = MatmulPrecision::fp32;
 
   int64_t eval_every = 100;        // steps; 0 = only at the end
   int64_t eval_batches = 8;        // per domain
@@ -80,6 +84,7 @@ inline void to_json(nlohmann::json& j, const TrainOptions& o) {
                      {"eps", o.adamw.eps},
                      {"weight_decay", o.adamw.weight_decay},
                      {"grad_clip", o.grad_clip},
+                     {"precision", to_string(o.precision)},
                      {"eval_every", o.eval_every},
                      {"eval_batches", o.eval_batches},
                      {"checkpoint_every", o.checkpoint_every},
@@ -120,6 +125,12 @@ inline void from_json(const nlohmann::json& j, TrainOptions& o) {
   get("eps", o.adamw.eps);
   get("weight_decay", o.adamw.weight_decay);
   get("grad_clip", o.grad_clip);
+  // The one optional field: checkpoints from before it trained in float.
+  std::string precision = "fp32";
+  if (j.contains("precision")) get("precision", precision);
+  check<FormatError>(precision == "fp32" || precision == "bf16",
+                     "train options: precision must be fp32 or bf16, got '{}'", precision);
+  o.precision = precision == "bf16" ? MatmulPrecision::bf16 : MatmulPrecision::fp32;
   get("eval_every", o.eval_every);
   get("eval_batches", o.eval_batches);
   get("checkpoint_every", o.checkpoint_every);

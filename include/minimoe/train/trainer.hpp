@@ -243,6 +243,7 @@ class Trainer {
 
   StepReport step() {
     check_not_gathered();
+    const ScopedMatmulPrecision precision(options_.precision);
     const auto start = std::chrono::steady_clock::now();
     StepReport r;
     r.step = state_.step;
@@ -334,6 +335,7 @@ class Trainer {
   // Validation loss per domain over at most eval_batches batches each.
   EvalReport evaluate() {
     check_not_gathered();
+    const ScopedMatmulPrecision precision(options_.precision);
     EvalReport report =
         evaluate_model(model_, data_, options_.batch_size, context(), options_.eval_batches, group_,
                        experts_ ? experts_->group_size() : 1);
