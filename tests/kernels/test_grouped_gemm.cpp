@@ -227,7 +227,7 @@ TEST_CASE_TEMPLATE("row-dot kernels match a naive loop for every row count and K
 TEST_CASE_TEMPLATE("B packing lays out zero-padded panels", T, float, double) {
   Rng rng(3);
   for (int nr : {8, 12, 16, 32})
-    for (int64_t kc : {1, 8, 13, 64})
+    for (int64_t kc : {1, 8, 13, 64, 35})
       for (int64_t n : {1, 8, 17, 40, 64}) {
         CAPTURE(nr);
         CAPTURE(kc);
@@ -253,6 +253,28 @@ TEST_CASE_TEMPLATE("B packing lays out zero-padded panels", T, float, double) {
             }
         test::check_close(from_k, expected, 0.0);
         test::check_close(from_n, expected, 0.0);
+        if constexpr (std::is_same_v<T, float>) {
+          // bf16 panels: pairs of rows of the float panels, the odd K padded with zero.
+          const int64_t kp = (kc + 1) / 2;
+          std::vector<uint32_t> pairs_k(panels * kp * nr + 1, 1u),
+              pairs_n(panels * kp * nr + 1, 1u);
+          detail::pack_b_k_rows(
+              nr, kc, n, [&](int64_t p) { return k_rows.data() + p * (n + 2); }, pairs_k.data());
+          detail::pack_b_n_rows(
+              nr, kc, n, [&](int64_t j) { return n_rows.data() + j * (kc + 1); }, pairs_n.data());
+          for (int64_t q = 0; q < panels; ++q)
+            for (int64_t p = 0; p < kc; p += 2)
+              for (int64_t jj = 0; jj < nr; ++jj) {
+                const float* panel = expected.data() + q * kc * nr;
+                const uint32_t want = detail::bf16_pair(
+                    panel[p * nr + jj], p + 1 < kc ? panel[(p + 1) * nr + jj] : 0.0f);
+                const size_t at = static_cast<size_t>((q * kp + p / 2) * nr + jj);
+                REQUIRE(pairs_k[at] == want);
+                REQUIRE(pairs_n[at] == want);
+              }
+          CHECK(pairs_k.back() == 1u);  // nothing written past the panels
+          CHECK(pairs_n.back() == 1u);
+        }
       }
 }
 

@@ -120,17 +120,6 @@ inline void pack_row_pairs(const float* x, int64_t k, uint32_t* out) {
   for (int64_t p = 0; p < k; p += 2) out[p / 2] = bf16_pair(x[p], p + 1 < k ? x[p + 1] : 0.0f);
 }
 
-// A float B block packed by pack.hpp (panels of kc rows of nr) as bf16 pair panels of
-// ceil(kc / 2) rows of nr words.
-inline void pack_panels_bf16(const float* panels, int64_t count, int64_t kc, int nr,
-                             uint32_t* out) {
-  const int64_t kp = (kc + 1) / 2;
-  for (int64_t q = 0; q < count; ++q, panels += kc * nr, out += kp * nr)
-    for (int64_t p = 0; p < kc; p += 2)
-      pack_pairs(panels + p * nr, p + 1 < kc ? panels + (p + 1) * nr : nullptr, nr,
-                 out + p / 2 * nr);
-}
-
 // An A strip given as float rows (A(i, p) = a[i][p * a_step], p < kc) as bf16 pairs in `out`
 // (room for rows * ceil(kc / 2) words); points pairs[i] at row i and returns their step.
 inline int64_t pack_strip_bf16(const float* const* a, int64_t a_step, int rows, int mr, int64_t kc,

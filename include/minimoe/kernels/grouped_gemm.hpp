@@ -148,9 +148,10 @@ inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; 
 // The blocked product of one task:
 //   C_s[0:m, 0:n] = sum_p A(i, p) B_s[p, 0:n]   for each segment s < nseg (C_s = c[s], ldc)
 // a_strip(i0, rows, p0, kc, ptrs) points ptrs[i] at A(i0 + i, p0) and returns the p step;
-// pack_b(s, p0, kc, dst) packs rows [p0, p0 + kc) of B_s; epilogue(i0, rows) runs on each
+// pack_b(s, p0, kc, dst) packs rows [p0, p0 + kc) of B_s (into float panels, or bf16 ones when
+// dst is a uint32_t*: kernels/pack.hpp); epilogue(i0, rows) runs on each
 // strip of C once its sums are complete. With add_to_c the sums are added to C instead.
-// A bf16 kernel gets both operands as the float ones are packed, then rounded into bf16 pairs.
+// A bf16 kernel gets its B packed as bf16 pairs, and each A strip rounded into pairs.
 template <typename T, typename AStrip, typename PackB, typename Epilogue>
 void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, int nseg, T* const* c,
                 int64_t ldc, AStrip&& a_strip, PackB&& pack_b, Epilogue&& epilogue,
@@ -160,13 +161,14 @@ void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, in
   const int64_t panels = (n + nr - 1) / nr;
   const int64_t blocks = std::max<int64_t>(1, (k + kBlockK - 1) / kBlockK);
   const int64_t kc_max = (k + blocks - 1) / blocks;
-  ws.b.resize(static_cast<size_t>(nseg * panels * std::max<int64_t>(kc_max, 1) * nr));
   ws.tile.resize(static_cast<size_t>(mr * nr));
   const bool bf16 = kernel.bf16();
   if (bf16) {
     const int64_t kp_max = (std::max<int64_t>(kc_max, 1) + 1) / 2;
     ws.b_pairs.resize(static_cast<size_t>(nseg * panels * kp_max * nr));
     ws.a_pairs.resize(static_cast<size_t>(mr * kp_max));
+  } else {
+    ws.b.resize(static_cast<size_t>(nseg * panels * std::max<int64_t>(kc_max, 1) * nr));
   }
   const T* ap[kGemmMaxMR];
   const uint32_t* ap_pairs[kGemmMaxMR];
@@ -178,9 +180,14 @@ void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, in
   }
   for (int64_t kb = 0; kb < blocks; ++kb) {
     const int64_t p0 = kb * kc_max, kc = std::min(kc_max, k - p0), kp = (kc + 1) / 2;
-    for (int s = 0; s < nseg; ++s) pack_b(s, p0, kc, ws.b.data() + s * panels * kc * nr);
-    if constexpr (std::is_same_v<T, float>)
-      if (bf16) pack_panels_bf16(ws.b.data(), nseg * panels, kc, nr, ws.b_pairs.data());
+    for (int s = 0; s < nseg; ++s) {
+      if constexpr (std::is_same_v<T, float>)
+        if (bf16) {
+          pack_b(s, p0, kc, ws.b_pairs.data() + s * panels * kp * nr);
+          continue;
+        }
+      pack_b(s, p0, kc, ws.b.data() + s * panels * kc * nr);
+    }
     const bool accumulate = kb > 0 || add_to_c;
     for (int64_t i0 = 0; i0 < m; i0 += mr) {
       const int rows = static_cast<int>(std::min<int64_t>(mr, m - i0));
@@ -349,7 +356,7 @@ class GemmPhase {
     auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t, const T** ptrs) {
       return detail::indexed_rows(p.a, p.lda, p.index, r0 + i0, rows, p0, ptrs);
     };
-    auto pack_b = [&](int s, int64_t p0, int64_t kc, T* dst) {
+    auto pack_b = [&](int s, int64_t p0, int64_t kc, auto* dst) {
       const int64_t col0 = s * p.n + t.n0;  // first column of the task in the stacked W
       if (p.transposed)
         detail::pack_b_n_rows(
@@ -411,7 +418,7 @@ class GemmPhase {
       for (int i = 0; i < rows; ++i) ptrs[i] = dst + i;
       return int64_t{mr};
     };
-    auto pack_b = [&](int, int64_t p0, int64_t kc, T* dst) {
+    auto pack_b = [&](int, int64_t p0, int64_t kc, auto* dst) {
       detail::pack_b_k_rows(
           kernel_.nr, kc, nc,
           [&](int64_t q) {
@@ -516,7 +523,7 @@ void gemm_strided(bool transpose_a, bool transpose_b, int64_t m, int64_t n, int6
       ptrs[i] = transpose_a ? a + p0 * lda + i0 + i : a + (i0 + i) * lda + p0;
     return transpose_a ? lda : 1;
   };
-  auto pack_b = [&](int, int64_t p0, int64_t kc, T* dst) {
+  auto pack_b = [&](int, int64_t p0, int64_t kc, auto* dst) {
     if (transpose_b)
       detail::pack_b_n_rows(
           kernel.nr, kc, n, [&](int64_t j) { return b + j * ldb + p0; }, dst);
@@ -559,7 +566,7 @@ void gemm_split_k(int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, cons
       return detail::indexed_rows(a + k0, lda, static_cast<const int32_t*>(nullptr), i0, rows, p0,
                                   ptrs);
     };
-    auto pack_b = [&](int, int64_t p0, int64_t kc, T* dst) {
+    auto pack_b = [&](int, int64_t p0, int64_t kc, auto* dst) {
       detail::pack_b_k_rows(
           kernel.nr, kc, n, [&](int64_t q) { return b + (k0 + p0 + q) * n; }, dst);
     };

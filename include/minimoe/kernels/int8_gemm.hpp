@@ -380,7 +380,7 @@ class Int8Phase {
     // Dequantise rows [p0, p0 + kc) of the task's W rows to float, then pack them as the float
     // forward packs W^T.
     thread_local std::vector<float> dequantised;
-    auto pack_b = [&](int s, int64_t p0, int64_t kc, float* dst) {
+    auto pack_b = [&](int s, int64_t p0, int64_t kc, auto* dst) {
       const Int8WeightRows& w = p.w[s];
       dequantised.resize(static_cast<size_t>(nc * kc));
       for (int64_t j = 0; j < nc; ++j) {

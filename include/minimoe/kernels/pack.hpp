@@ -15,7 +15,9 @@
 #include <cstdint>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
+#include "minimoe/kernels/bf16.hpp"
 #include "minimoe/kernels/gemm_microkernel.hpp"
 
 namespace minimoe {
@@ -117,6 +119,61 @@ void pack_b_n_rows(int nr, int64_t kc, int64_t n, RowFn&& row, T* dst) {
       T* d = dst + p * nr;
       for (int jj = p < rows_done ? cols_done : 0; jj < cols; ++jj) d[jj] = src[jj][p];
       std::fill(d + cols, d + nr, T(0));
+    }
+  }
+}
+
+// The same panels for a bf16 kernel (kernels/bf16.hpp), K in pairs, packed straight from the
+// float rows:
+//
+//   dst[q * kp * NR + (p / 2) * NR + jj] = (B[p, j], B[p + 1, j])     kp = ceil(kc / 2)
+//
+// (B[kc, j] = 0 when kc is odd). k-rows: two rows of B interleave into one row of pairs.
+template <typename RowFn>
+void pack_b_k_rows(int nr, int64_t kc, int64_t n, RowFn&& row, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2;
+  for (int64_t p = 0; p < kc; p += 2) {
+    const float* even = row(p);
+    const float* odd = p + 1 < kc ? row(p + 1) : nullptr;
+    uint32_t* d = dst + p / 2 * nr;
+    for (int64_t j0 = 0; j0 < n; j0 += nr, d += kp * nr) {
+      const int64_t cols = std::min<int64_t>(nr, n - j0);
+      pack_pairs(even + j0, odd ? odd + j0 : nullptr, cols, d);
+      std::fill(d + cols, d + nr, 0u);
+    }
+  }
+}
+
+// n-rows: each column of B (contiguous over p) rounds into a column of pairs, and 8 x 8 blocks
+// of those words transpose into the panel, with the float transpose (bits are bits).
+template <typename RowFn>
+void pack_b_n_rows(int nr, int64_t kc, int64_t n, RowFn&& row, uint32_t* dst) {
+  const int64_t kp = (kc + 1) / 2, ld = (kp + 7) / 8 * 8;
+  thread_local std::vector<uint32_t> columns;  // columns[jj * ld + q]: pair q of column jj
+  columns.resize(static_cast<size_t>(nr * ld));
+  for (int64_t j0 = 0; j0 < n; j0 += nr, dst += kp * nr) {
+    const int cols = static_cast<int>(std::min<int64_t>(nr, n - j0));
+    for (int jj = 0; jj < cols; ++jj) pack_row_pairs(row(j0 + jj), kc, columns.data() + jj * ld);
+    int64_t pairs_done = 0;  // pairs [0, pairs_done) x columns [0, cols_done) went through SIMD
+    int cols_done = 0;
+#ifdef MINIMOE_GEMM_X86
+    static const bool avx2 = cpu_has_avx2_fma();
+    if (avx2) {
+      pairs_done = kp / 8 * 8;
+      cols_done = cols / 8 * 8;
+      for (int c0 = 0; c0 < cols_done; c0 += 8) {
+        const float* src[8];
+        for (int t = 0; t < 8; ++t)
+          src[t] = reinterpret_cast<const float*>(columns.data() + (c0 + t) * ld);
+        for (int64_t q = 0; q < pairs_done; q += 8)
+          transpose_8x8(src, q, reinterpret_cast<float*>(dst + q * nr + c0), nr);
+      }
+    }
+#endif
+    for (int64_t q = 0; q < kp; ++q) {
+      uint32_t* d = dst + q * nr;
+      for (int jj = q < pairs_done ? cols_done : 0; jj < cols; ++jj) d[jj] = columns[jj * ld + q];
+      std::fill(d + cols, d + nr, 0u);
     }
   }
 }
