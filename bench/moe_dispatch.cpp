@@ -1,7 +1,7 @@
 // bench/moe_dispatch.cpp: what an MoE FFN layer costs, computed five ways, against its ceiling.
 //
 //   moe_dispatch --tokens 2048 --d 256 --hidden 1024 --experts 4 --topk 2 --threads 2
-//                --pass fwdbwd [--glu 1] [--skew zipf] [--json]
+//                --pass fwdbwd [--glu 1] [--skew zipf] [--precision bf16] [--json]
 //
 // The layer (router excluded, routing given): y[n] = sum_k w[n, k] * Expert_{e(n, k)}(x[n]),
 // each expert a GPT-2 MLP (GELU, tanh form) or a SwiGLU (--glu 1), with biases (--bias 1).
@@ -85,9 +85,10 @@ struct Options {
   uint64_t seed = 1;
   std::string only;  // comma-separated strategy names; empty = all
   bool no_verify = false;
-  double tolerance = 1e-4;  // max |a - ref| / max |ref| per checked tensor
-  int cold = 0;             // evict the caches before every timed run
-  int bandwidth = -1;       // measure read bandwidth; -1 = when pass is fwd and T <= 64
+  double tolerance = 0;            // max |a - ref| / max |ref| per checked tensor; 0: by precision
+  std::string precision = "fp32";  // of minimoe's products (grouped, dense_all, dense_equiv)
+  int cold = 0;                    // evict the caches before every timed run
+  int bandwidth = -1;              // measure read bandwidth; -1 = when pass is fwd and T <= 64
   int64_t flush_mb = 256;
 
   bool backward() const { return pass == "fwdbwd"; }
@@ -276,6 +277,12 @@ struct Strategy {
   bool dense = false;  // computes the dense FFN (checked against the dense reference)
   std::function<void(bool backward, Outputs* out)> run;
 };
+
+// Whether --precision applies: the strategies built on minimoe's products, not on Eigen's or
+// OpenBLAS's.
+bool runs_minimoe_products(const Strategy& s) {
+  return s.name != "loop" && s.name != "dense_equiv(openblas)";
+}
 
 using Mat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using ConstMatMap = Eigen::Map<const Mat>;
@@ -703,7 +710,33 @@ __attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iterations, floa
   }
   return s;
 }
+
+// VDPBF16PS: per lane, two bf16 products added to a float sum (`lanes` counts both).
+__attribute__((target("avx512f,avx512bw,avx512bf16"))) float dpbf16_loop_avx512(int64_t iterations,
+                                                                                float mul,
+                                                                                float add) {
+  __m512 acc[16];
+  for (int j = 0; j < 16; ++j) acc[j] = _mm512_set1_ps(add * float(j));
+  const __m512bh m = _mm512_cvtne2ps_pbh(_mm512_set1_ps(mul), _mm512_set1_ps(mul));
+  for (int64_t i = 0; i < iterations; ++i)
+    for (auto& v : acc) v = _mm512_dpbf16_ps(v, m, m);
+  alignas(64) float lanes[16];
+  float s = 0;
+  for (auto& v : acc) {
+    _mm512_store_ps(lanes, v);
+    for (float l : lanes) s += l;
+  }
+  return s;
+}
 #endif
+
+// The bf16 dot-product peak, where the CPU has the instructions (null isa otherwise).
+FmaKernel widest_bf16_dot() {
+#ifdef MOE_DISPATCH_X86
+  if (bf16_accelerated()) return {"avx512-bf16", 32, 16, dpbf16_loop_avx512};
+#endif
+  return {nullptr, 0, 0, nullptr};
+}
 
 FmaKernel widest_fma() {
 #ifdef MOE_DISPATCH_X86
@@ -830,7 +863,12 @@ int main(int argc, char** argv) {
   app.add_option("--seed", o.seed, "seed of weights, inputs and routing");
   app.add_option("--only", o.only, "comma-separated strategies to run (default: all)");
   app.add_flag("--no-verify", o.no_verify, "skip the verification (profiling only)");
-  app.add_option("--tolerance", o.tolerance, "verification: max |error| / max |reference|");
+  app.add_option("--tolerance", o.tolerance,
+                 "verification: max |error| / max |reference| (default 1e-4, 3e-2 at bf16)");
+  app.add_option("--precision", o.precision,
+                 "matmul precision of minimoe's strategies: fp32, or bf16 (the loop over experts "
+                 "and OpenBLAS stay fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   app.add_option("--cold", o.cold, "1: evict the caches before every timed run")
       ->check(CLI::Range(0, 1));
   app.add_option("--bandwidth", o.bandwidth,
@@ -840,6 +878,11 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   CLI11_PARSE(app, argc, argv);
   if (o.topk > o.experts) fail(fmt::format("--topk {} exceeds --experts {}", o.topk, o.experts));
+  const bool bf16 = o.precision == "bf16";
+  // Rounding the operands to bf16 costs 2^-9 relative each: errors of ~1e-2 of the largest
+  // output at these K.
+  if (o.tolerance == 0) o.tolerance = bf16 ? 3e-2 : 1e-4;
+  if (bf16) set_matmul_precision(MatmulPrecision::bf16);
 
 #ifdef _OPENMP
   if (o.threads == 0) o.threads = omp_get_max_threads();
@@ -866,10 +909,12 @@ int main(int argc, char** argv) {
     max_load = std::max<int64_t>(max_load, p.plan.load(e));
   }
   fmt::print(info,
-             "moe_dispatch: T={} C={} h={} E={} K={} glu={} bias={} skew={} pass={} threads={}\n"
+             "moe_dispatch: T={} C={} h={} E={} K={} glu={} bias={} skew={} pass={} threads={} "
+             "precision={} ({} kernel)\n"
              "routing: {} rows, expert load min {} mean {:.1f} max {}\n",
              o.tokens, o.d, o.hidden, o.experts, o.topk, o.glu, o.bias, o.skew, o.pass, o.threads,
-             p.plan.rows(), min_load, double(p.plan.rows()) / double(o.experts), max_load);
+             o.precision, gemm_kernel<float>().name, p.plan.rows(), min_load,
+             double(p.plan.rows()) / double(o.experts), max_load);
 #ifdef MINIMOE_HAVE_OPENBLAS
   fmt::print(info, "openblas: {}, core {}\n", openblas_get_config(), openblas_get_corename());
 #endif
@@ -899,6 +944,8 @@ int main(int argc, char** argv) {
     if (strategies[i].name == "dense_equiv(openblas)") baseline = timings[i].median;
   const FmaKernel fma = widest_fma();
   const double peak = peak_fma_gflops(o.threads, fma);
+  const FmaKernel dot = widest_bf16_dot();
+  const double bf16_peak = bf16 && dot.loop ? peak_fma_gflops(o.threads, dot) : 0;
   const double bandwidth = measure_bandwidth ? read_bandwidth_gbs(flush) : 0;
   const int64_t weight_bytes = active_weight_bytes(p);
 
@@ -914,9 +961,10 @@ int main(int argc, char** argv) {
       fmt::print(
           "{{\"strategy\": \"{}\", \"pass\": \"{}\", \"tokens\": {}, \"d\": {}, \"hidden\": {}, "
           "\"experts\": {}, \"topk\": {}, \"threads\": {}, \"skew\": \"{}\", \"seconds\": {:.6g}, "
-          "\"tokens_per_s\": {:.6g}, \"gflops\": {:.6g}{}}}\n",
+          "\"tokens_per_s\": {:.6g}, \"gflops\": {:.6g}, \"precision\": \"{}\"{}}}\n",
           strategies[i].name, o.pass, o.tokens, o.d, o.hidden, o.experts, o.topk, o.threads, o.skew,
-          s, double(o.tokens) / s, flops / s / 1e9, during);
+          s, double(o.tokens) / s, flops / s / 1e9,
+          runs_minimoe_products(strategies[i]) ? o.precision : "fp32", during);
     }
     if (measure_bandwidth)
       fmt::print(
@@ -924,6 +972,7 @@ int main(int argc, char** argv) {
           "\"bandwidth_bound_seconds\": {:.6g}}}\n",
           bandwidth, weight_bytes, double(weight_bytes) / (bandwidth * 1e9));
     fmt::print("{{\"peak_fma_gflops\": {:.6g}}}\n", peak);
+    if (bf16_peak > 0) fmt::print("{{\"peak_bf16_gflops\": {:.6g}}}\n", bf16_peak);
     return 0;
   }
 
@@ -941,6 +990,10 @@ int main(int argc, char** argv) {
       "\npeak FMA ({}, {} threads): {:.1f} GFLOP/s (this build's code: {}); active work: {:.3f} "
       "GFLOP per pass\n",
       fma.isa, o.threads, peak, kBuildIsa, flops / 1e9);
+  if (bf16_peak > 0)
+    fmt::print(
+        "peak bf16 dot products ({}, {} threads): {:.1f} GFLOP/s (%peak is of the FMA one)\n",
+        dot.isa, o.threads, bf16_peak);
   if (measure_bandwidth) {
     const double bound = double(weight_bytes) / (bandwidth * 1e9);
     fmt::print(
