@@ -577,6 +577,38 @@ TEST_CASE("bf16 pair packing gives the scalar rounding for every length and valu
   }
 }
 
+TEST_CASE("bf16 A strips: rows along K, rows next to each other down K, and scattered rows") {
+  Rng rng(19);
+  const Tensor<float> m = Tensor<float>::randn({40, 64}, rng);
+  const float* base = m.data();
+  for (int64_t kc : {1, 2, 7, 33}) {
+    CAPTURE(kc);
+    struct Layout {
+      const char* name;
+      int64_t step;
+      std::vector<const float*> rows;
+    };
+    const std::vector<Layout> layouts = {
+        {"along K", 1, {base + 3, base + 64 * 5, base + 64 * 2 + 1}},          // A(i, p) = row[p]
+        {"down K", 64, {base + 7, base + 8, base + 9, base + 10, base + 11}},  // adjacent columns
+        {"scattered", 64, {base + 2, base + 30, base + 5}}};
+    for (const Layout& l : layouts) {
+      CAPTURE(l.name);
+      const int rows = static_cast<int>(l.rows.size()), mr = 8;
+      std::vector<uint32_t> out(static_cast<size_t>(mr * (kc + 1) / 2), 0u);
+      const uint32_t* pairs[kGemmMaxMR];
+      const int64_t step =
+          detail::pack_strip_bf16(l.rows.data(), l.step, rows, mr, kc, out.data(), pairs);
+      for (int i = 0; i < rows; ++i)
+        for (int64_t q = 0; q < (kc + 1) / 2; ++q) {
+          const float even = l.rows[i][2 * q * l.step];
+          const float odd = 2 * q + 1 < kc ? l.rows[i][(2 * q + 1) * l.step] : 0.0f;
+          REQUIRE(pairs[i][q * step] == detail::bf16_pair(even, odd));
+        }
+    }
+  }
+}
+
 TEST_CASE("bf16 micro-kernels match a naive loop over their pairs for every tile height and K") {
   Rng rng(17);
   for (const GemmKernel<float>& kernel : kernels_under_test<float>()) {
