@@ -553,28 +553,55 @@ TEST_CASE("bf16 pair packing gives the scalar rounding for every length and valu
   values[8] = -0.0f;
   for (int64_t n = 0; n <= 40; ++n) {
     CAPTURE(n);
-    std::vector<uint32_t> pairs(n + 1, 0xDEADBEEFu), rows(n / 2 + 2, 0xDEADBEEFu);
-    detail::pack_pairs(values.data(), values.data() + 50, n, pairs.data());
+    // Panels of 32 words (two 16-lane halves) placed 35 words apart.
+    const int nr = 32, panel = 35;
+    const int64_t panels = (n + nr - 1) / nr;
+    std::vector<uint32_t> pairs(panels * panel + 1, 0xDEADBEEFu), rows(n / 2 + 2, 0xDEADBEEFu);
+    detail::pack_pairs(values.data(), values.data() + 50, n, nr, panel, pairs.data());
     detail::pack_row_pairs(values.data(), n, rows.data());
-    for (int64_t j = 0; j < n; ++j) {
-      const uint32_t want = detail::bf16_pair(values[j], values[50 + j]);
-      // NaN payloads may differ; each half must be NaN where the value is.
-      if (std::isnan(values[j]) || std::isnan(values[50 + j]))
-        CHECK(std::isnan(from_bf16(static_cast<uint16_t>(pairs[j]))) == std::isnan(values[j]));
-      else
-        CHECK(pairs[j] == want);
+    for (int64_t j = 0; j < panels * nr; ++j) {
+      const uint32_t got = pairs[j / nr * panel + j % nr];
+      if (j >= n) {
+        CHECK(got == 0u);  // the padding of the last panel
+      } else if (std::isnan(values[j]) || std::isnan(values[50 + j])) {
+        // NaN payloads may differ; each half must be NaN where the value is.
+        CHECK(std::isnan(from_bf16(static_cast<uint16_t>(got))) == std::isnan(values[j]));
+      } else {
+        CHECK(got == detail::bf16_pair(values[j], values[50 + j]));
+      }
     }
+    for (int64_t q = 0; q < panels; ++q)
+      for (int64_t gap = nr; gap < panel && q + 1 < panels; ++gap)
+        CHECK(pairs[q * panel + gap] == 0xDEADBEEFu);  // between the panels: untouched
     for (int64_t q = 0; q < (n + 1) / 2; ++q) {
       const float odd = 2 * q + 1 < n ? values[2 * q + 1] : 0.0f;  // an odd K pads with zero
       if (!std::isnan(values[2 * q]) && !std::isnan(odd))
         CHECK(rows[q] == detail::bf16_pair(values[2 * q], odd));
     }
-    CHECK(pairs[n] == 0xDEADBEEFu);  // nothing written past the end
+    CHECK(pairs.back() == 0xDEADBEEFu);  // nothing written past the end
     CHECK(rows[(n + 1) / 2] == 0xDEADBEEFu);
-    std::vector<uint32_t> zeros(n + 1, 0xDEADBEEFu);
-    detail::pack_pairs(values.data() + 10, nullptr, n, zeros.data());
-    for (int64_t j = 0; j < n; ++j) CHECK((zeros[j] >> 16) == 0u);  // no odd row: zero halves
+    std::vector<uint32_t> zeros(panels * panel, 0xDEADBEEFu);
+    detail::pack_pairs(values.data() + 10, nullptr, n, nr, panel, zeros.data());
+    for (int64_t j = 0; j < n; ++j)
+      CHECK((zeros[j / nr * panel + j % nr] >> 16) == 0u);  // no odd row: zero halves
   }
+  // Lines of up to 16 values, `lines` of them (odd counts pad with zero), 3 words apart.
+  for (int n : {1, 8, 16})
+    for (int64_t lines : {1, 2, 5}) {
+      CAPTURE(n);
+      CAPTURE(lines);
+      std::vector<uint32_t> out(((lines + 1) / 2) * (n + 3), 0xDEADBEEFu);
+      detail::pack_pair_lines(values.data() + 11, 17, lines, n, out.data(), n + 3);
+      for (int64_t q = 0; q < (lines + 1) / 2; ++q) {
+        for (int j = 0; j < n; ++j) {
+          const float even = values[11 + 2 * q * 17 + j];
+          const float odd = 2 * q + 1 < lines ? values[11 + (2 * q + 1) * 17 + j] : 0.0f;
+          if (!std::isnan(even) && !std::isnan(odd))
+            CHECK(out[q * (n + 3) + j] == detail::bf16_pair(even, odd));
+        }
+        for (int j = n; j < n + 3; ++j) CHECK(out[q * (n + 3) + j] == 0xDEADBEEFu);
+      }
+    }
 }
 
 TEST_CASE("bf16 A strips: rows along K, rows next to each other down K, and scattered rows") {

@@ -62,19 +62,44 @@ inline uint32_t bf16_pair(float even, float odd) {
 MINIMOE_TARGET_AVX512_BF16 inline __m512i as_words(__m512bh v) { return (__m512i)v; }
 MINIMOE_TARGET_AVX512_BF16 inline __m512bh as_bf16(__m512i v) { return (__m512bh)v; }
 
+// cvtne2ps(odd, even) puts the 16 even-line values in the low 16 words: vpermw interleaves them.
+MINIMOE_TARGET_AVX512_BF16 inline __m512i interleave_index() {
+  return _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                          6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+}
+
+MINIMOE_TARGET_AVX512_BF16 inline __mmask16 first_lanes(int64_t count) {
+  return count >= 16  ? __mmask16(0xFFFF)
+         : count <= 0 ? __mmask16(0)
+                      : static_cast<__mmask16>((1u << count) - 1);
+}
+
 MINIMOE_TARGET_AVX512_BF16 inline void pack_pairs_avx512(const float* even, const float* odd,
-                                                         int64_t n, uint32_t* out) {
-  // cvtne2ps puts the 16 even-row values in the low 16 words: vpermw interleaves the halves.
-  const __m512i interleave =
-      _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 mask =
-        n - j >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << (n - j)) - 1);
-    const __m512 e = _mm512_maskz_loadu_ps(mask, even + j);
-    const __m512 o = odd ? _mm512_maskz_loadu_ps(mask, odd + j) : _mm512_setzero_ps();
-    const __m512i words = _mm512_permutexvar_epi16(interleave, as_words(_mm512_cvtne2ps_pbh(o, e)));
-    _mm512_mask_storeu_epi32(out + j, mask, words);
+                                                         int64_t n, int nr, int64_t panel,
+                                                         uint32_t* out) {
+  const __m512i interleave = interleave_index();
+  for (int64_t j0 = 0; j0 < n; j0 += nr, out += panel)
+    for (int c = 0; c < nr; c += 16) {
+      const __mmask16 valid = first_lanes(n - j0 - c), stored = first_lanes(nr - c);
+      const __m512 e = _mm512_maskz_loadu_ps(valid, even + j0 + c);
+      const __m512 o = odd ? _mm512_maskz_loadu_ps(valid, odd + j0 + c) : _mm512_setzero_ps();
+      _mm512_mask_storeu_epi32(
+          out + c, stored,
+          _mm512_permutexvar_epi16(interleave, as_words(_mm512_cvtne2ps_pbh(o, e))));
+    }
+}
+
+MINIMOE_TARGET_AVX512_BF16 inline void pack_pair_lines_avx512(const float* src, int64_t step,
+                                                              int64_t lines, int n, uint32_t* out,
+                                                              int64_t out_step) {
+  const __m512i interleave = interleave_index();
+  const __mmask16 valid = first_lanes(n);
+  for (int64_t l = 0; l < lines; l += 2, out += out_step) {
+    const __m512 e = _mm512_maskz_loadu_ps(valid, src + l * step);
+    const __m512 o =
+        l + 1 < lines ? _mm512_maskz_loadu_ps(valid, src + (l + 1) * step) : _mm512_setzero_ps();
+    _mm512_mask_storeu_epi32(
+        out, valid, _mm512_permutexvar_epi16(interleave, as_words(_mm512_cvtne2ps_pbh(o, e))));
   }
 }
 
@@ -104,12 +129,31 @@ inline bool simd_bf16_packing() {
 #endif
 }
 
-// out[j] = (even[j], odd[j]) for j < n; no odd row (the padding of an odd K): zeros.
-inline void pack_pairs(const float* even, const float* odd, int64_t n, uint32_t* out) {
+// Two rows of B as a line of pairs across the panels of a block: out[q * panel + jj] =
+// (even[j], odd[j]) for j = q * nr + jj < n, and zero up to the panel width past n. No odd row
+// (the padding of an odd K): zeros.
+inline void pack_pairs(const float* even, const float* odd, int64_t n, int nr, int64_t panel,
+                       uint32_t* out) {
 #ifdef MINIMOE_GEMM_X86
-  if (simd_bf16_packing()) return pack_pairs_avx512(even, odd, n, out);
+  if (simd_bf16_packing()) return pack_pairs_avx512(even, odd, n, nr, panel, out);
 #endif
-  for (int64_t j = 0; j < n; ++j) out[j] = bf16_pair(even[j], odd ? odd[j] : 0.0f);
+  for (int64_t j0 = 0; j0 < n; j0 += nr, out += panel)
+    for (int jj = 0; jj < nr; ++jj) {
+      const int64_t j = j0 + jj;
+      out[jj] = j < n ? bf16_pair(even[j], odd ? odd[j] : 0.0f) : 0u;
+    }
+}
+
+// Lines of pairs from lines of floats: out[q * out_step + j] = (line(2q)[j], line(2q + 1)[j])
+// for q < ceil(lines / 2), j < n <= 16, line(l) = src + l * step (a missing odd line: zeros).
+inline void pack_pair_lines(const float* src, int64_t step, int64_t lines, int n, uint32_t* out,
+                            int64_t out_step) {
+#ifdef MINIMOE_GEMM_X86
+  if (simd_bf16_packing()) return pack_pair_lines_avx512(src, step, lines, n, out, out_step);
+#endif
+  for (int64_t l = 0; l < lines; l += 2, out += out_step)
+    for (int j = 0; j < n; ++j)
+      out[j] = bf16_pair(src[l * step + j], l + 1 < lines ? src[(l + 1) * step + j] : 0.0f);
 }
 
 // out[q] = (x[2q], x[2q + 1]) for q < ceil(k / 2), the last odd half zero when k is odd.
@@ -135,9 +179,7 @@ inline int64_t pack_strip_bf16(const float* const* a, int64_t a_step, int rows, 
   bool adjacent = true;  // the strip read down columns: row i of A next to row i - 1 in memory
   for (int i = 1; i < rows; ++i) adjacent = adjacent && a[i] == a[0] + i;
   if (adjacent) {  // K runs down the strip: two of its lines make a line of pairs
-    for (int64_t p = 0; p < kc; p += 2)
-      pack_pairs(a[0] + p * a_step, p + 1 < kc ? a[0] + (p + 1) * a_step : nullptr, rows,
-                 out + p / 2 * mr);
+    pack_pair_lines(a[0], a_step, kc, rows, out, mr);
     for (int i = 0; i < rows; ++i) pairs[i] = out + i;
     return mr;
   }

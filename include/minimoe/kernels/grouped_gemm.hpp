@@ -403,20 +403,27 @@ class GemmPhase {
     const int mr = kernel_.mr;
     T* bias = p.bias_grads && t.n0 == 0 ? p.bias_grads[g] + t.m0 : nullptr;
     detail::Scratch<T>& ws = detail::scratch<T>();
-    // A(i, p) = D[begin + p, m0 + i]: packed MR wide (rows of D are far apart), summing the
-    // bias gradient on the way.
+    // A(i, p) = D[begin + p, m0 + i]: packed MR wide for a float kernel (rows of D are far
+    // apart); a bf16 one reads it in place, rounding it into pairs in one pass (gemm_block).
+    // The bias gradient is summed on the way.
     auto a_strip = [&](int64_t i0, int rows, int64_t p0, int64_t kc, const T** ptrs) {
-      ws.a.resize(static_cast<size_t>(kc * mr));
-      T* dst = ws.a.data();
-      detail::pack_a_strip(p.d + (begin + p0) * p.ldd + t.m0 + i0, p.ldd, rows, kc, mr, dst);
-      if (bias)
-        for (int i = 0; i < rows; ++i) {
-          T sum = p0 == 0 ? T(0) : bias[i0 + i];
-          for (int64_t q = 0; q < kc; ++q) sum += dst[q * mr + i];
-          bias[i0 + i] = sum;
-        }
-      for (int i = 0; i < rows; ++i) ptrs[i] = dst + i;
-      return int64_t{mr};
+      const T* src = p.d + (begin + p0) * p.ldd + t.m0 + i0;
+      int64_t step = p.ldd;
+      if (!kernel_.bf16()) {
+        ws.a.resize(static_cast<size_t>(kc * mr));
+        detail::pack_a_strip(src, p.ldd, rows, kc, mr, ws.a.data());
+        src = ws.a.data();
+        step = mr;
+      }
+      if (bias) {  // line by line: D's rows in order, each column summed over q in order
+        T sums[kGemmMaxMR];
+        for (int i = 0; i < rows; ++i) sums[i] = p0 == 0 ? T(0) : bias[i0 + i];
+        for (int64_t q = 0; q < kc; ++q)
+          for (int i = 0; i < rows; ++i) sums[i] += src[q * step + i];
+        std::copy_n(sums, rows, bias + i0);
+      }
+      for (int i = 0; i < rows; ++i) ptrs[i] = src + i;
+      return step;
     };
     auto pack_b = [&](int, int64_t p0, int64_t kc, auto* dst) {
       detail::pack_b_k_rows(

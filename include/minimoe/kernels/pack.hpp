@@ -132,16 +132,8 @@ void pack_b_n_rows(int nr, int64_t kc, int64_t n, RowFn&& row, T* dst) {
 template <typename RowFn>
 void pack_b_k_rows(int nr, int64_t kc, int64_t n, RowFn&& row, uint32_t* dst) {
   const int64_t kp = (kc + 1) / 2;
-  for (int64_t p = 0; p < kc; p += 2) {
-    const float* even = row(p);
-    const float* odd = p + 1 < kc ? row(p + 1) : nullptr;
-    uint32_t* d = dst + p / 2 * nr;
-    for (int64_t j0 = 0; j0 < n; j0 += nr, d += kp * nr) {
-      const int64_t cols = std::min<int64_t>(nr, n - j0);
-      pack_pairs(even + j0, odd ? odd + j0 : nullptr, cols, d);
-      std::fill(d + cols, d + nr, 0u);
-    }
-  }
+  for (int64_t p = 0; p < kc; p += 2)
+    pack_pairs(row(p), p + 1 < kc ? row(p + 1) : nullptr, n, nr, kp * nr, dst + p / 2 * nr);
 }
 
 // n-rows: each column of B (contiguous over p) rounds into a column of pairs, and 8 x 8 blocks
