@@ -108,13 +108,9 @@ MINIMOE_TARGET_AVX512_BF16 inline void pack_row_pairs_avx512(const float* x, int
   // 32 consecutive floats round to 32 words in order: 16 pairs, the even k low.
   for (int64_t p = 0; p < k; p += 32) {
     const int64_t rest = k - p;
-    const __mmask16 lo = rest >= 16 ? __mmask16(0xFFFF) : static_cast<__mmask16>((1u << rest) - 1);
-    const __mmask16 hi = rest >= 32   ? __mmask16(0xFFFF)
-                         : rest <= 16 ? __mmask16(0)
-                                      : static_cast<__mmask16>((1u << (rest - 16)) - 1);
-    const __m512 a = _mm512_maskz_loadu_ps(lo, x + p), b = _mm512_maskz_loadu_ps(hi, x + p + 16);
-    const int64_t words = rest >= 32 ? 16 : (rest + 1) / 2;
-    _mm512_mask_storeu_epi32(out + p / 2, static_cast<__mmask16>((1u << words) - 1),
+    const __m512 a = _mm512_maskz_loadu_ps(first_lanes(rest), x + p);
+    const __m512 b = _mm512_maskz_loadu_ps(first_lanes(rest - 16), x + p + 16);
+    _mm512_mask_storeu_epi32(out + p / 2, first_lanes((rest + 1) / 2),
                              as_words(_mm512_cvtne2ps_pbh(b, a)));
   }
 }
