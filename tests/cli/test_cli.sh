@@ -79,6 +79,8 @@ echo "--- refused commands leave the run alone"
 before=$(sha256sum run-a/checkpoint.safetensors)
 expect_exit 2 "already holds a run" -- "$minimoe" train "${small[@]}" --steps 40 --out run-a
 expect_exit 2 "cannot change on --resume" -- "$minimoe" train --resume --out run-a --lr 0.1
+expect_exit 2 "cannot change on --resume" -- "$minimoe" train --resume --out run-a --precision bf16
+expect_exit 2 "precision" -- "$minimoe" train "${small[@]}" --out run-p --precision fp16
 expect_exit 2 "no checkpoint" -- "$minimoe" train --resume --out run-none
 long_prompt=$(printf 'word %.0s' $(seq 1 100))
 expect_exit 2 "context" -- "$minimoe" sample --ckpt run-a/model.safetensors --prompt "$long_prompt"
@@ -104,6 +106,12 @@ echo "--- --profile and --recompute"
   fail "training with --profile: $(cat profile.txt)"
 grep -q "^experts .*%" profile.txt && grep -q "^attention" profile.txt &&
   grep -q "memory: .* MiB resident" profile.txt || fail "--profile printed no table: $(cat profile.txt)"
+
+echo "--- --precision bf16"
+"$minimoe" train "${small[@]}" --steps 4 --out run-b --precision bf16 >/dev/null 2>bf16.txt ||
+  fail "training with --precision bf16: $(cat bf16.txt)"
+grep -q "^matrix products: bf16 (.*bf16 kernel)" bf16.txt || fail "no bf16 kernel: $(cat bf16.txt)"
+grep -q "^matrix products: fp32" log-a.txt || fail "fp32 is not the default: $(cat log-a.txt)"
 
 echo "--- compare"
 "$minimoe" compare run-a run-p --out compare.svg >compare.txt 2>/dev/null || fail "compare failed"
