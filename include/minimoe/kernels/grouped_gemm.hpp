@@ -152,10 +152,12 @@ inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; 
 // dst is a uint32_t*: kernels/pack.hpp); epilogue(i0, rows) runs on each
 // strip of C once its sums are complete. With add_to_c the sums are added to C instead.
 // A bf16 kernel gets its B packed as bf16 pairs, and each A strip rounded into pairs.
+// A bf16 kernel may get A already rounded, rows of ceil(k / 2) pairs (a_pairs + i * kp for row
+// i); it is used when the K blocks start at even k.
 template <typename T, typename AStrip, typename PackB, typename Epilogue>
 void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, int nseg, T* const* c,
                 int64_t ldc, AStrip&& a_strip, PackB&& pack_b, Epilogue&& epilogue,
-                bool add_to_c = false) {
+                bool add_to_c = false, const uint32_t* a_pairs = nullptr) {
   Scratch<T>& ws = scratch<T>();
   const int mr = kernel.mr, nr = kernel.nr;
   const int64_t panels = (n + nr - 1) / nr;
@@ -191,11 +193,15 @@ void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, in
     const bool accumulate = kb > 0 || add_to_c;
     for (int64_t i0 = 0; i0 < m; i0 += mr) {
       const int rows = static_cast<int>(std::min<int64_t>(mr, m - i0));
-      const int64_t a_step = a_strip(i0, rows, p0, kc, ap);
-      int64_t pair_step = 0;
-      if constexpr (std::is_same_v<T, float>)
-        if (bf16)
-          pair_step = pack_strip_bf16(ap, a_step, rows, mr, kc, ws.a_pairs.data(), ap_pairs);
+      int64_t a_step = 0, pair_step = 1;
+      if (bf16 && a_pairs && (blocks == 1 || kc_max % 2 == 0)) {
+        for (int i = 0; i < rows; ++i) ap_pairs[i] = a_pairs + (i0 + i) * ((k + 1) / 2) + p0 / 2;
+      } else {
+        a_step = a_strip(i0, rows, p0, kc, ap);
+        if constexpr (std::is_same_v<T, float>)
+          if (bf16)
+            pair_step = pack_strip_bf16(ap, a_step, rows, mr, kc, ws.a_pairs.data(), ap_pairs);
+      }
       // An m x nr tile of C (stride ldt) from panel q of segment s.
       auto tile_product = [&](int s, int64_t q, T* ct, int64_t ldt) {
         if constexpr (std::is_same_v<T, float>)
@@ -325,6 +331,7 @@ class GemmPhase {
 
   // Runs every task; call from all threads of a parallel region (ends with its barrier).
   void run() {
+    if (kernel_.bf16()) round_products();
 #pragma omp single
     std::stable_sort(
         tasks_.begin(), tasks_.end(),
@@ -385,8 +392,35 @@ class GemmPhase {
       for (int64_t i0 = 0; i0 < m; i0 += mr) epilogue(i0, std::min(mr, m - i0));
       return;
     }
+    const auto id = static_cast<size_t>(t.product);
+    const uint32_t* pairs =
+        id < rounded_.size() ? rounded_[id].data() + r0 * ((p.k + 1) / 2) : nullptr;
     detail::gemm_block(kernel_, t.m1 - t.m0, nc, p.k, p.segments, c, p.ldc, a_strip, pack_b,
-                       epilogue);
+                       epilogue, false, pairs);
+  }
+
+  // A bf16 kernel's A operands, the routed rows of each product rounded into pairs once for
+  // all the tasks that read them (one per column tile), not once per task.
+  void round_products() {
+    if constexpr (std::is_same_v<T, float>) {
+#pragma omp single
+      {
+        rounded_.assign(products_.size(), {});
+        for (size_t id = 0; id < products_.size(); ++id) {
+          const GroupedProduct<T>& p = products_[id];
+          rounded_[id].resize(static_cast<size_t>(p.groups.total() * ((p.k + 1) / 2)));
+        }
+      }
+      for (size_t id = 0; id < products_.size(); ++id) {
+        const GroupedProduct<T>& p = products_[id];
+        const int64_t rows = p.groups.total(), kp = (p.k + 1) / 2;
+        uint32_t* out = rounded_[id].data();
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r)
+          detail::pack_row_pairs(p.a + (p.index ? int64_t{p.index[r]} : r) * p.lda, p.k,
+                                 out + r * kp);
+      }
+    }
   }
 
   // Whether each segment's W rows of the task come from one array (rows at a fixed stride).
@@ -443,6 +477,7 @@ class GemmPhase {
   const GemmKernel<T>& kernel_;
   int threads_;
   std::vector<GroupedProduct<T>> products_;
+  std::vector<std::vector<uint32_t>> rounded_;  // per product, bf16 kernels only
   std::vector<GroupedWeightGrad<T>> grads_;
   std::vector<detail::GemmTask> tasks_;
 };
