@@ -681,19 +681,24 @@ float fma_loop_scalar(int64_t iterations, float mul, float add) {
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define MOE_DISPATCH_X86 1
+// The sum of every lane of 16 accumulators (not _mm512_reduce_add_ps: GCC 12 warns inside it).
+__attribute__((target("avx512f"))) inline float sum_lanes_avx512(const __m512* acc) {
+  alignas(64) float lanes[16];
+  float s = 0;
+  for (int j = 0; j < 16; ++j) {
+    _mm512_store_ps(lanes, acc[j]);
+    for (float l : lanes) s += l;
+  }
+  return s;
+}
+
 __attribute__((target("avx512f"))) float fma_loop_avx512(int64_t iterations, float mul, float add) {
   __m512 acc[16];
   for (int j = 0; j < 16; ++j) acc[j] = _mm512_set1_ps(1.0f + 0.001f * float(j));
   const __m512 m = _mm512_set1_ps(mul), a = _mm512_set1_ps(add);
   for (int64_t i = 0; i < iterations; ++i)
     for (auto& v : acc) v = _mm512_fmadd_ps(v, m, a);
-  alignas(64) float lanes[16];
-  float s = 0;
-  for (auto& v : acc) {  // not _mm512_reduce_add_ps: GCC 12 warns inside it
-    _mm512_store_ps(lanes, v);
-    for (float l : lanes) s += l;
-  }
-  return s;
+  return sum_lanes_avx512(acc);
 }
 
 __attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iterations, float mul, float add) {
@@ -720,13 +725,7 @@ __attribute__((target("avx512f,avx512bw,avx512bf16"))) float dpbf16_loop_avx512(
   const __m512bh m = _mm512_cvtne2ps_pbh(_mm512_set1_ps(mul), _mm512_set1_ps(mul));
   for (int64_t i = 0; i < iterations; ++i)
     for (auto& v : acc) v = _mm512_dpbf16_ps(v, m, m);
-  alignas(64) float lanes[16];
-  float s = 0;
-  for (auto& v : acc) {
-    _mm512_store_ps(lanes, v);
-    for (float l : lanes) s += l;
-  }
-  return s;
+  return sum_lanes_avx512(acc);
 }
 #endif
 

@@ -49,6 +49,17 @@ inline float from_bf16(uint16_t h) {
 // The float a bf16 GEMM multiplies in place of x.
 inline float round_to_bf16(float x) { return from_bf16(to_bf16(x)); }
 
+// Whether this CPU multiplies bf16 in hardware (and packs it with SIMD): without it a bf16
+// product takes the portable kernel, several times slower than the float ones.
+inline bool bf16_accelerated() {
+#ifdef MINIMOE_GEMM_X86
+  static const bool available = detail::cpu_has_avx512_bf16();
+  return available;
+#else
+  return false;
+#endif
+}
+
 using Bf16MicroKernelFn = void (*)(int64_t kp, const uint32_t* const* a, int64_t a_step,
                                    const uint32_t* b, float* c, int64_t ldc, bool accumulate);
 
@@ -116,22 +127,13 @@ MINIMOE_TARGET_AVX512_BF16 inline void pack_row_pairs_avx512(const float* x, int
 }
 #endif
 
-inline bool simd_bf16_packing() {
-#ifdef MINIMOE_GEMM_X86
-  static const bool available = cpu_has_avx512_bf16();
-  return available;
-#else
-  return false;
-#endif
-}
-
 // Two rows of B as a line of pairs across the panels of a block: out[q * panel + jj] =
 // (even[j], odd[j]) for j = q * nr + jj < n, and zero up to the panel width past n. No odd row
 // (the padding of an odd K): zeros.
 inline void pack_pairs(const float* even, const float* odd, int64_t n, int nr, int64_t panel,
                        uint32_t* out) {
 #ifdef MINIMOE_GEMM_X86
-  if (simd_bf16_packing()) return pack_pairs_avx512(even, odd, n, nr, panel, out);
+  if (bf16_accelerated()) return pack_pairs_avx512(even, odd, n, nr, panel, out);
 #endif
   for (int64_t j0 = 0; j0 < n; j0 += nr, out += panel)
     for (int jj = 0; jj < nr; ++jj) {
@@ -145,7 +147,7 @@ inline void pack_pairs(const float* even, const float* odd, int64_t n, int nr, i
 inline void pack_pair_lines(const float* src, int64_t step, int64_t lines, int n, uint32_t* out,
                             int64_t out_step) {
 #ifdef MINIMOE_GEMM_X86
-  if (simd_bf16_packing()) return pack_pair_lines_avx512(src, step, lines, n, out, out_step);
+  if (bf16_accelerated()) return pack_pair_lines_avx512(src, step, lines, n, out, out_step);
 #endif
   for (int64_t l = 0; l < lines; l += 2, out += out_step)
     for (int j = 0; j < n; ++j)
@@ -155,7 +157,7 @@ inline void pack_pair_lines(const float* src, int64_t step, int64_t lines, int n
 // out[q] = (x[2q], x[2q + 1]) for q < ceil(k / 2), the last odd half zero when k is odd.
 inline void pack_row_pairs(const float* x, int64_t k, uint32_t* out) {
 #ifdef MINIMOE_GEMM_X86
-  if (simd_bf16_packing()) return pack_row_pairs_avx512(x, k, out);
+  if (bf16_accelerated()) return pack_row_pairs_avx512(x, k, out);
 #endif
   for (int64_t p = 0; p < k; p += 2) out[p / 2] = bf16_pair(x[p], p + 1 < k ? x[p + 1] : 0.0f);
 }

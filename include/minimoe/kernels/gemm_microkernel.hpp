@@ -544,16 +544,6 @@ inline const char* to_string(MatmulPrecision p) {
   return p == MatmulPrecision::bf16 ? "bf16" : "fp32";
 }
 
-// Whether this CPU multiplies bf16 in hardware: without it a bf16 product takes the portable
-// kernel, several times slower than the float ones.
-inline bool bf16_accelerated() {
-#ifdef MINIMOE_GEMM_X86
-  return detail::cpu_has_avx512_bf16();
-#else
-  return false;
-#endif
-}
-
 // The kernel the library uses: the widest one available, at matmul_precision() for float.
 template <typename T>
 const GemmKernel<T>& gemm_kernel() {
