@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages needed to build and test minimoe. Idempotent: when everything is
-# already installed it only asks dpkg and returns.
+# Installs the Debian packages needed to build and test minimoe, and any others named as
+# arguments. Idempotent: when everything is already installed it only asks dpkg and returns.
 set -euo pipefail
 
 packages=(
@@ -10,6 +10,7 @@ packages=(
   openmpi-bin libopenmpi-dev  # data-parallel training and its tests (MINIMOE_WITH_MPI)
   clang clang-format libclang-rt-14-dev libomp-14-dev  # clang builds with sanitizers and OpenMP
   python3 python3-torch  # reference values for the PyTorch parity tests
+  "$@"
 )
 
 missing=()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: dependencies, then build and test in the release,
-# sanitizer and scalar configurations (see CMakePresets.json), then the formatting check.
+# sanitizer and scalar configurations (see CMakePresets.json), the kernel tests on emulated
+# CPUs, the fuzzers' smoke runs, then the formatting check.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -36,6 +37,9 @@ for preset in default asan scalar tsan; do
   if [[ "${preset}" != default ]]; then package_filter=(-LE package); fi
   ctest --preset "${preset}" -j "${jobs}" "${package_filter[@]}"
 done
+# The kernel tests on the CPUs this one is not (AArch64 with NEON, x86-64 without AVX-512),
+# under emulation.
+scripts/test_emulated.sh
 # A smoke run per target (10 s keeps CI within its 30 minutes on the slower 2-core machines);
 # fuzz/README.md has the long runs.
 FUZZ_SECONDS=${FUZZ_SECONDS:-10} scripts/fuzz.sh

@@ -100,10 +100,18 @@ T exp_shifted(const T* x, T* y, int64_t n, T shift) {
   if constexpr (std::is_same_v<T, float>)
     if (vector_math_avx512()) return exp_shifted_avx512(x, y, n, shift);
 #endif
-  if (!y) return (ConstArrayMap<T>(x, n) - shift).exp().sum();
-  ArrayMap<T> out(y, n);
-  out = (ConstArrayMap<T>(x, n) - shift).exp();
-  return out.sum();
+  // In chunks through an aligned array: Eigen's vectorised sum of a row starts its packets at
+  // the first aligned element, so its rounding would depend on where y is in memory.
+  constexpr int64_t kChunk = 256;
+  Eigen::Array<T, Eigen::Dynamic, 1, 0, kChunk, 1> e;
+  T sum = 0;
+  for (int64_t i = 0; i < n; i += kChunk) {
+    const int64_t len = std::min(kChunk, n - i);
+    e = (ConstArrayMap<T>(x + i, len) - shift).exp().unaryExpr(FlushBelowNormal<T>());
+    sum += e.sum();
+    if (y) ArrayMap<T>(y + i, len) = e;
+  }
+  return sum;
 }
 
 // x[i] *= factor for i < n.

@@ -14,7 +14,9 @@
 // the subtraction costs relative precision, which GELU's 0.5 x (1 + tanh) does not see).
 #pragma once
 
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <type_traits>
 
 #include <Eigen/Core>
@@ -30,6 +32,56 @@ template <typename T>
 using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 template <typename T>
 using ConstArrayMap = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// Corrections of Eigen's vectorised exp and tanh at the ends of their range, for the portable
+// paths. Each has a packet form: Eigen evaluates a whole expression one coefficient at a time
+// as soon as one of its functors lacks one.
+//
+// e < the smallest normal value ? 0 : e. Eigen's exp clamps its input, so exp(-inf) (a masked
+// logit) is a subnormal there (NEON), not 0. NaN compares false and stays NaN.
+template <typename T>
+struct FlushBelowNormal {
+  T operator()(T e) const { return e < std::numeric_limits<T>::min() ? T(0) : e; }
+  template <typename Packet>
+  Packet packetOp(const Packet& e) const {
+    namespace ei = Eigen::internal;
+    const Packet below = ei::pcmp_lt(e, ei::pset1<Packet>(std::numeric_limits<T>::min()));
+    return ei::pselect(below, ei::pzero(e), e);
+  }
+};
+
+// |x| > 9 ? sign(x) : t, for t Eigen's float tanh(x): it levels off below 1 (at 1 - 6e-8 on
+// NEON), where float's tanh rounds to +-1 beyond 9.
+struct SaturateTanh {
+  float operator()(float x, float t) const {
+    return std::fabs(x) > 9.0f ? std::copysign(1.0f, x) : t;
+  }
+  template <typename Packet>
+  Packet packetOp(const Packet& x, const Packet& t) const {
+    namespace ei = Eigen::internal;
+    const Packet one = ei::pset1<Packet>(1.0f);
+    const Packet sign = ei::pselect(ei::pcmp_lt(x, ei::pzero(x)), ei::pnegate(one), one);
+    return ei::pselect(ei::pcmp_lt(ei::pset1<Packet>(9.0f), ei::pabs(x)), sign, t);
+  }
+};
+
+}  // namespace detail
+}  // namespace minimoe
+
+// Both may take Eigen's packet path where the packet type has comparisons.
+namespace Eigen::internal {
+template <typename T>
+struct functor_traits<minimoe::detail::FlushBelowNormal<T>> {
+  enum { Cost = 2 * NumTraits<T>::AddCost, PacketAccess = packet_traits<T>::HasCmp };
+};
+template <>
+struct functor_traits<minimoe::detail::SaturateTanh> {
+  enum { Cost = 4 * NumTraits<float>::AddCost, PacketAccess = packet_traits<float>::HasCmp };
+};
+}  // namespace Eigen::internal
+
+namespace minimoe {
+namespace detail {
 
 #ifdef MINIMOE_GEMM_X86
 // The masked forms with every lane set: GCC 12's unmasked ones pass an undefined vector that
@@ -89,7 +141,11 @@ void tanh_in_place(T* x, int64_t n) {
     if (vector_math_avx512()) return tanh_avx512_in_place(x, n);
 #endif
   ArrayMap<T> a(x, n);
-  a = a.tanh();
+  if constexpr (std::is_same_v<T, float>) {
+    a = a.binaryExpr(a.tanh(), SaturateTanh());
+  } else {
+    a = a.tanh();
+  }
 }
 
 }  // namespace detail
