@@ -13,7 +13,8 @@
 #
 # THREADS (default 2) and PYTHON (an interpreter with torch, default Debian's /usr/bin/python3)
 # set the same. Every JSON line of the runs goes to --json FILE when given. moe_dispatch is
-# built in build/default if missing; each of its runs first verifies its strategies.
+# built in build/default if missing; each of its runs first verifies its strategies. Takes about
+# two minutes.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source bench/common.sh
@@ -41,11 +42,13 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # measure LABEL COMMAND...: runs a benchmark with --json, each of its lines tagged with LABEL.
+# Each strategy is timed for at least 2 s (the programs' default is 0.5 s), which steadies the
+# medians on a shared machine.
 measure() {
   local label=$1
   shift
   echo "  ${label}: $*" >&2
-  "$@" --json 2>"$work/$label.err" | sed "s/^/${label} /" >>"$work/results" ||
+  "$@" --min-time 2 --json 2>"$work/$label.err" | sed "s/^/${label} /" >>"$work/results" ||
     { cat "$work/$label.err" >&2; fail "failed: $*"; }
 }
 
