@@ -289,6 +289,32 @@ TEST_CASE_TEMPLATE("grouped_matmul matches a loop over rows, with every kernel",
     check_matmul<T>(kernel, {1, 9}, 520, 33, false, true);        // row-dot and packed, 3 K blocks
     check_matmul<T>(kernel, {40, 0, 333}, 517, 70, true, false);  // three K blocks
     check_matmul<T>(kernel, {40, 0, 333}, 517, 70, false, true);
+    check_matmul<T>(kernel, {17, 96, 50}, 77, 45, true, true);  // W streamed, ragged tiles
+  }
+}
+
+TEST_CASE_TEMPLATE("streaming W and packing it give the same bits", T, float, double) {
+  // Rows of a group of 60 stream W through the micro-kernel (gemm_streaming_w); the same rows
+  // as the start of a group of 140 go through packed panels in three K blocks. Each sum runs
+  // over K in order either way, so the outputs are identical.
+  for (const GemmKernel<T>& kernel : kernels_under_test<T>()) {
+    if (kernel.bf16()) continue;  // bf16 kernels always pack W
+    CAPTURE(kernel.name);
+    Rng rng(3);
+    const int64_t k = 517, n = 75, rows = 140, few = 60;
+    const Tensor<T> a = operand(kernel, {rows, k}, rng);
+    const Tensor<T> w = operand(kernel, {n, k}, rng);
+    const T* ptrs[] = {w.data()};
+    const std::vector<int32_t> streamed_offsets = {0, few}, packed_offsets = {0, rows};
+    Tensor<T> streamed({few, n}), packed({rows, n});
+    grouped_matmul(RowGroups{streamed_offsets.data(), 1}, a.data(), k, nullptr, ptrs, true, k, n,
+                   streamed.data(), n, kernel);
+    grouped_matmul(RowGroups{packed_offsets.data(), 1}, a.data(), k, nullptr, ptrs, true, k, n,
+                   packed.data(), n, kernel);
+    for (int64_t i = 0; i < few * n; ++i) {
+      INFO("row ", i / n, ", column ", i % n);
+      REQUIRE(streamed.data()[i] == packed.data()[i]);
+    }
   }
 }
 

@@ -38,6 +38,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdint>
 #include <iterator>
 #include <type_traits>
@@ -75,6 +76,18 @@ struct GemmKernel {
 
 namespace detail {
 
+// a * b + c, fused where the target fuses it cheaply. Left to the compiler, contraction into
+// fused multiply-adds came out different for different positions of a tile, so the rounding of
+// an output depended on where its tile started (gemm_streaming_w swaps rows and columns).
+template <typename T>
+inline T multiply_add(T a, T b, T c) {
+#if defined(FP_FAST_FMA) && defined(FP_FAST_FMAF)
+  return std::fma(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 // The portable reference: plain loops, which compilers may vectorise over j.
 template <typename T, int NR, int M>
 void microkernel_ref(int64_t kc, const T* const* a, int64_t a_step, const T* b, T* c, int64_t ldc,
@@ -86,7 +99,7 @@ void microkernel_ref(int64_t kc, const T* const* a, int64_t a_step, const T* b, 
     const T* bp = b + p * NR;
     for (int i = 0; i < M; ++i) {
       const T ai = a[i][p * a_step];
-      for (int j = 0; j < NR; ++j) acc[i][j] += ai * bp[j];
+      for (int j = 0; j < NR; ++j) acc[i][j] = multiply_add(ai, bp[j], acc[i][j]);
     }
   }
   for (int i = 0; i < M; ++i)

@@ -21,7 +21,8 @@
 // A task is a blocked GEMM: for each K block of kBlockK, B is packed into NR-wide panels
 // (kernels/pack.hpp) that stay in L2, then each strip of MR rows of A (in L1) runs through the
 // micro-kernel (kernels/gemm_microkernel.hpp) against every panel. A forward-form task of a
-// few rows (decoding) skips the packing: the row-dot kernel streams W instead.
+// few rows (decoding) skips the packing: the row-dot kernel streams W instead; one of a few
+// dozen rows swaps the operands, so that W streams through the micro-kernel (gemm_streaming_w).
 //
 //   GemmPhase<float> phase;
 //   phase.add(product);                  // GroupedProduct or GroupedWeightGrad
@@ -121,6 +122,9 @@ inline constexpr int64_t kBlockGradRows = 1024;
 // column blocks of kDotColumns W rows.
 inline constexpr int64_t kDotStrips = 2;
 inline constexpr int64_t kDotColumns = 16;
+// Forward-form tasks of up to kStreamRows rows (and more than the row-dot ones) stream W
+// through the micro-kernel instead of packing it (gemm_streaming_w).
+inline constexpr int64_t kStreamRows = 96;
 
 // An a_strip of gemm_block over rows r.. of A, read through `index` (the routing plan's
 // rows) when there is one: points ptrs[i] at A(index[r + i], p0).
@@ -231,6 +235,60 @@ void gemm_block(const GemmKernel<T>& kernel, int64_t m, int64_t n, int64_t k, in
       if (kb == blocks - 1) epilogue(i0, rows);
     }
   }
+}
+
+// The forward-form product of a task with few rows and a wide W,
+//   C_s[i, v] = sum_p A(i)[p] W_s(v)[p]        i < m, v < nc, s < nseg,
+// computed as C^T = W A^T. Packing W^T into panels reads nc x k weights, often from memory, and
+// transposes them for only m rows; here W's rows stream through the micro-kernel as its A
+// operand (read in place), the m rows of A are packed transposed into panels of NR as its B,
+// and each MR x NR tile of C^T is stored transposed into C. Every sum runs over p in order, as
+// in gemm_block, so both give the same bits. a_row(i) points at A(i)[0], w_row(s, v) at W_s(v)[0];
+// epilogue(i0, rows) runs on strips of MR rows of C once all segments are done.
+template <typename T, typename ARow, typename WRow, typename Epilogue>
+void gemm_streaming_w(const GemmKernel<T>& kernel, int64_t m, int64_t nc, int64_t k, int nseg,
+                      T* const* c, int64_t ldc, ARow&& a_row, WRow&& w_row, Epilogue&& epilogue) {
+  Scratch<T>& ws = scratch<T>();
+  const int mr = kernel.mr, nr = kernel.nr;
+  const int64_t panels = (m + nr - 1) / nr;
+  ws.b.resize(static_cast<size_t>(panels * std::max<int64_t>(k, 1) * nr));
+  ws.tile.resize(static_cast<size_t>(mr * nr));
+  pack_b_n_rows(nr, k, m, a_row, ws.b.data());
+  const T* wp[kGemmMaxMR];
+  for (int s = 0; s < nseg; ++s)
+    for (int64_t v0 = 0; v0 < nc; v0 += mr) {
+      const int rows = static_cast<int>(std::min<int64_t>(mr, nc - v0));
+      for (int i = 0; i < rows; ++i) wp[i] = w_row(s, v0 + i);
+      // The W rows of the strip 3 ahead, into L2: the hardware's prefetcher, following rows of
+      // a few KB each, left W's reads from memory exposed.
+      for (int64_t v = v0 + 3 * mr; v < std::min<int64_t>(nc, v0 + 4 * mr); ++v) {
+        const char* ahead = reinterpret_cast<const char*>(w_row(s, v));
+        for (int64_t byte = 0; byte < k * int64_t(sizeof(T)); byte += 64)
+          __builtin_prefetch(ahead + byte, 0, 2);
+      }
+      for (int64_t q = 0; q < panels; ++q) {
+        T* tile = ws.tile.data();
+        kernel.rows[rows](k, wp, 1, ws.b.data() + q * k * nr, tile, nr, false);
+        const int64_t j0 = q * nr;
+        const int cols = static_cast<int>(std::min<int64_t>(nr, m - j0));
+        T* out = c[s] + j0 * ldc + v0;
+        int done = 0;  // columns of the tile stored by 8 x 8 transposes
+#ifdef MINIMOE_GEMM_X86
+        if constexpr (std::is_same_v<T, float>) {
+          static const bool avx2 = cpu_has_avx2_fma();
+          if (avx2 && rows == 8) {
+            const float* tile_rows[8];
+            for (int i = 0; i < 8; ++i) tile_rows[i] = tile + i * nr;
+            for (; done + 8 <= cols; done += 8)
+              transpose_8x8(tile_rows, done, out + done * ldc, ldc);
+          }
+        }
+#endif
+        for (int j = done; j < cols; ++j)
+          for (int i = 0; i < rows; ++i) out[j * ldc + i] = tile[i * nr + j];
+      }
+    }
+  for (int64_t i0 = 0; i0 < m; i0 += mr) epilogue(i0, std::min<int64_t>(mr, m - i0));
 }
 
 struct GemmTask {
@@ -390,6 +448,13 @@ class GemmPhase {
                         c[s] + i0 * p.ldc + j0, p.ldc);
         }
       for (int64_t i0 = 0; i0 < m; i0 += mr) epilogue(i0, std::min(mr, m - i0));
+      return;
+    }
+    if (p.transposed && m <= detail::kStreamRows && !kernel_.bf16() && rows_on_one_side(p, t)) {
+      detail::gemm_streaming_w(
+          kernel_, m, nc, p.k, p.segments, c, p.ldc,
+          [&](int64_t i) { return p.a + (p.index ? int64_t{p.index[r0 + i]} : r0 + i) * p.lda; },
+          [&](int s, int64_t v) { return p.w.row(g, s * p.n + t.n0 + v); }, epilogue);
       return;
     }
     const auto id = static_cast<size_t>(t.product);
