@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The expert kernels' targets, measured in one run: bench/moe_dispatch and bench/torch_moe.py
-# on the shapes below, back to back, then one table of the ratios (docs/kernels.md, Measured).
+# on the shapes below, back to back, then one table of the ratios (docs/kernels.md, "All the targets in one run").
 #
 #   bench/kernel_targets.sh [--threads N] [--json FILE]
 #
@@ -14,7 +14,7 @@
 # THREADS (default 2) and PYTHON (an interpreter with torch, default Debian's /usr/bin/python3)
 # set the same. Every JSON line of the runs goes to --json FILE when given. moe_dispatch is
 # built in build/default if missing; each of its runs first verifies its strategies. Takes about
-# two minutes.
+# a minute.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source bench/common.sh
