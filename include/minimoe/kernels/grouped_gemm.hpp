@@ -125,12 +125,14 @@ inline int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; 
 inline constexpr int64_t kDotStrips = 2;
 inline constexpr int64_t kDotColumns = 16;
 // Forward-form tasks of up to kStreamRows rows (and more than the row-dot ones) stream W
-// through the micro-kernel instead of packing it (gemm_streaming_w).
+// through the micro-kernel instead of packing it (gemm_streaming_w), which computes the rows in
+// panels of NR: so only when little of the last panel is padding. 48 rows in panels of 32 (a
+// third computed in vain) took 0.049 ms against 0.041 packed (x W^T, W 512 x 128), 64 and 96
+// rows of the LM head 10-20% less.
 inline constexpr int64_t kStreamRows = 96;
-// Streaming computes the task's rows in panels of NR, so it pays only when little of the last
-// panel is padding: 48 rows in panels of 32 (a third computed in vain) took 0.049 ms against
-// 0.041 packed (x W^T, W 512 x 128), 64 and 96 rows of the LM head 10-20% less.
-inline bool streaming_pays(int64_t rows, int nr) { return round_up(rows, nr) - rows <= rows / 8; }
+inline bool streaming_pays(int64_t rows, int nr) {
+  return rows <= kStreamRows && round_up(rows, nr) - rows <= rows / 8;
+}
 
 // An a_strip of gemm_block over rows r.. of A, read through `index` (the routing plan's
 // rows) when there is one: points ptrs[i] at A(index[r + i], p0).
@@ -279,8 +281,7 @@ void gemm_streaming_w(const GemmKernel<T>& kernel, int64_t m, int64_t nc, int64_
         int done = 0;  // columns of the tile stored by 8 x 8 transposes
 #ifdef MINIMOE_GEMM_X86
         if constexpr (std::is_same_v<T, float>) {
-          static const bool avx2 = cpu_has_avx2_fma();
-          if (avx2 && rows == 8) {
+          if (cpu_transposes_8x8() && rows == 8) {
             const float* tile_rows[8];
             for (int i = 0; i < 8; ++i) tile_rows[i] = tile + i * nr;
             for (; done + 8 <= cols; done += 8)
@@ -454,8 +455,8 @@ class GemmPhase {
       for (int64_t i0 = 0; i0 < m; i0 += mr) epilogue(i0, std::min(mr, m - i0));
       return;
     }
-    if (p.transposed && m <= detail::kStreamRows && !kernel_.bf16() && rows_on_one_side(p, t) &&
-        detail::streaming_pays(m, kernel_.nr)) {
+    if (p.transposed && !kernel_.bf16() && detail::streaming_pays(m, kernel_.nr) &&
+        rows_on_one_side(p, t)) {
       detail::gemm_streaming_w(
           kernel_, m, nc, p.k, p.segments, c, p.ldc,
           [&](int64_t i) { return p.a + (p.index ? int64_t{p.index[r0 + i]} : r0 + i) * p.lda; },

@@ -88,6 +88,12 @@ MINIMOE_TARGET_AVX2 inline void transpose_8x8(const float* const* src, int64_t p
   }
 }
 
+// Whether transpose_8x8 runs on this CPU, asked once.
+inline bool cpu_transposes_8x8() {
+  static const bool yes = cpu_has_avx2_fma();
+  return yes;
+}
+
 MINIMOE_TARGET_AVX2 inline void pack_b_n_rows_avx2(int nr, int64_t rows, const float* const* src,
                                                    int cols, float* dst) {
   for (int j0 = 0; j0 < cols; j0 += 8)
@@ -107,8 +113,7 @@ void pack_b_n_rows(int nr, int64_t kc, int64_t n, RowFn&& row, T* dst) {
     int cols_done = 0;
 #ifdef MINIMOE_GEMM_X86
     if constexpr (std::is_same_v<T, float>) {
-      static const bool avx2 = cpu_has_avx2_fma();
-      if (avx2) {
+      if (cpu_transposes_8x8()) {
         rows_done = kc / 8 * 8;
         cols_done = cols / 8 * 8;
         pack_b_n_rows_avx2(nr, rows_done, src, cols_done, dst);
@@ -149,8 +154,7 @@ void pack_b_n_rows(int nr, int64_t kc, int64_t n, RowFn&& row, uint32_t* dst) {
     int64_t pairs_done = 0;  // pairs [0, pairs_done) x columns [0, cols_done) went through SIMD
     int cols_done = 0;
 #ifdef MINIMOE_GEMM_X86
-    static const bool avx2 = cpu_has_avx2_fma();
-    if (avx2) {
+    if (cpu_transposes_8x8()) {
       pairs_done = kp / 8 * 8;
       cols_done = cols / 8 * 8;
       for (int c0 = 0; c0 < cols_done; c0 += 8) {
